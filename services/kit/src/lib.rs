@@ -1,0 +1,29 @@
+//! What every Palaver service shares.
+//!
+//! - [`config`]: typed configuration from environment variables.
+//! - [`telemetry`]: JSON logs with trace ids, OTLP trace export, W3C trace context over
+//!   gRPC metadata and NATS headers.
+//! - [`shutdown`]: SIGTERM/SIGINT and a bounded drain.
+//! - [`admin`]: the admin HTTP server (`/healthz`, `/readyz`, `/metrics`).
+//! - [`error`]: the one table of error codes, for HTTP (problem+json) and gRPC.
+//! - [`bus`]: the event bus, on NATS/JetStream or in process.
+//! - [`db`]: SQL pools on PostgreSQL or SQLite, and embedded migrations.
+//! - [`tokens`]: access-token claims and their verification against the identity JWKS.
+//! - [`grpc`]: gRPC servers (health, tracing) and client channels that balance over
+//!   every address a name resolves to.
+//! - [`testing`] (feature `testing`): fresh PostgreSQL databases and NATS prefixes for
+//!   tests, starting local servers when none is reachable.
+
+pub mod admin;
+pub mod bus;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod grpc;
+pub mod shutdown;
+pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
+pub mod tokens;
+
+pub use error::{Error, ErrorCode};
