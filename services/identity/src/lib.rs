@@ -55,11 +55,18 @@ impl IdentityConfig {
         let days = |var, default: i64| env.parse_or::<i64>(var, default).map(|d| d * 86_400);
         Ok(IdentityConfig {
             common: CommonConfig::from_env(env, 50051)?,
-            database_url: env.required_url("PALAVER_DATABASE_URL", &["postgres", "postgresql", "sqlite"])?,
+            database_url: env.required_url(
+                "PALAVER_DATABASE_URL",
+                &["postgres", "postgresql", "sqlite"],
+            )?,
             policy: Policy {
                 permission_token_ttl: days("PALAVER_PERMISSION_TOKEN_DAYS", 365)?,
-                visitor_token_ttl: env.parse_or("PALAVER_VISITOR_TOKEN_SECONDS", defaults.visitor_token_ttl)?,
-                operator_token_ttl: env.parse_or("PALAVER_OPERATOR_TOKEN_SECONDS", defaults.operator_token_ttl)?,
+                visitor_token_ttl: env
+                    .parse_or("PALAVER_VISITOR_TOKEN_SECONDS", defaults.visitor_token_ttl)?,
+                operator_token_ttl: env.parse_or(
+                    "PALAVER_OPERATOR_TOKEN_SECONDS",
+                    defaults.operator_token_ttl,
+                )?,
                 signing_key_max_age: days("PALAVER_SIGNING_KEY_DAYS", 30)?,
                 ..defaults
             },
@@ -69,14 +76,22 @@ impl IdentityConfig {
     /// Loopback on ports the system picks, with the default policy: for tests and
     /// `palaver up`.
     pub fn ephemeral(database_url: &str) -> Self {
-        IdentityConfig { common: CommonConfig::ephemeral(), database_url: database_url.to_owned(), policy: Policy::default() }
+        IdentityConfig {
+            common: CommonConfig::ephemeral(),
+            database_url: database_url.to_owned(),
+            policy: Policy::default(),
+        }
     }
 }
 
 /// Runs the migrations of the database at `database_url`.
 pub async fn migrate(database_url: &str) -> anyhow::Result<()> {
-    let db = Database::connect(database_url).await.context("connecting to the identity database")?;
-    db.migrate(&store::migrations()).await.context("migrating the identity database")
+    let db = Database::connect(database_url)
+        .await
+        .context("connecting to the identity database")?;
+    db.migrate(&store::migrations())
+        .await
+        .context("migrating the identity database")
 }
 
 /// A bound, ready-to-run identity service.
@@ -95,16 +110,29 @@ impl IdentityService {
 
     /// Builds with a given clock (tests shift it to expire tokens).
     pub async fn build_with_clock(config: IdentityConfig, clock: Clock) -> anyhow::Result<Self> {
-        let db = Database::connect(&config.database_url).await.context("connecting to the identity database")?;
+        let db = Database::connect(&config.database_url)
+            .await
+            .context("connecting to the identity database")?;
         let identity = Arc::new(Identity::new(Store::new(db.clone()), config.policy, clock));
-        identity.ensure_signing_key().await.context("preparing the signing key")?;
-        let grpc = TcpListener::bind(config.common.listen).await.with_context(|| format!("binding {}", config.common.listen))?;
+        identity
+            .ensure_signing_key()
+            .await
+            .context("preparing the signing key")?;
+        let grpc = TcpListener::bind(config.common.listen)
+            .await
+            .with_context(|| format!("binding {}", config.common.listen))?;
         let grpc_addr = grpc.local_addr().context("reading the gRPC address")?;
         let checks: Vec<Arc<dyn ReadinessCheck>> = vec![Arc::new(DatabaseCheck(db.pool().clone()))];
         let admin = AdminServer::bind(config.common.admin_listen, checks)
             .await
             .with_context(|| format!("binding {}", config.common.admin_listen))?;
-        Ok(IdentityService { identity, grpc, grpc_addr, admin, drain: config.common.drain })
+        Ok(IdentityService {
+            identity,
+            grpc,
+            grpc_addr,
+            admin,
+            drain: config.common.drain,
+        })
     }
 
     pub fn grpc_addr(&self) -> SocketAddr {
@@ -124,15 +152,29 @@ impl IdentityService {
     pub async fn run_until_stopped(self, shutdown: Shutdown) -> anyhow::Result<()> {
         tracing::info!(grpc = %self.grpc_addr, admin = %self.admin.local_addr(), "identity service listening");
         let routes = tonic::service::Routes::new(grpc::IdentityServer::new(self.identity.clone()));
-        let grpc = tokio::spawn(palaver_kit::grpc::serve(self.grpc, routes, &[SERVICE_NAME], shutdown.clone()));
+        let grpc = tokio::spawn(palaver_kit::grpc::serve(
+            self.grpc,
+            routes,
+            &[SERVICE_NAME],
+            shutdown.clone(),
+        ));
         let admin = tokio::spawn(self.admin.run(shutdown.clone()));
-        let rotation = tokio::spawn(rotate_keys_periodically(self.identity.clone(), shutdown.clone()));
+        let rotation = tokio::spawn(rotate_keys_periodically(
+            self.identity.clone(),
+            shutdown.clone(),
+        ));
         shutdown.wait().await;
-        let finished = drain(async { (grpc.await, admin.await, rotation.await) }, self.drain).await;
+        let finished = drain(
+            async { (grpc.await, admin.await, rotation.await) },
+            self.drain,
+        )
+        .await;
         match finished {
             Some((grpc, admin, _)) => {
                 grpc.context("gRPC server task")?.context("gRPC server")?;
-                admin.context("admin server task")?.context("admin server")?;
+                admin
+                    .context("admin server task")?
+                    .context("admin server")?;
             }
             None => tracing::warn!("identity service stopped before its work drained"),
         }

@@ -23,7 +23,9 @@ async fn main() -> anyhow::Result<()> {
             trigger_on_signal(&shutdown);
             service.run_until_stopped(shutdown).await
         }
-        Some("migrate") => palaver_identity::migrate(&config.database_url).await.context("migrations failed"),
+        Some("migrate") => palaver_identity::migrate(&config.database_url)
+            .await
+            .context("migrations failed"),
         Some(other) => {
             eprintln!("palaver-identity: unknown command {other:?}; use `serve` or `migrate`");
             std::process::exit(2);

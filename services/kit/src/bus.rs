@@ -8,7 +8,7 @@
 //! and hands [`Event`]s back without it. Every publish carries the W3C trace context of
 //! the current span in a `traceparent` header; [`Event::parent_context`] restores it.
 //!
-//! Durable events go to subjects under `<app>.conv.>` and `<app>.member.>`, which the
+//! Durable events go to `<app>.conv.<id>.msg|state` and `<app>.member.<id>.inbox`, which the
 //! JetStream stream stores; both buses refuse durable publishes elsewhere. A durable
 //! publish carries a message id (`Nats-Msg-Id`): JetStream drops a repeated id within its
 //! duplicate window, and every [`Subscription`] drops repeats it has seen recently,
@@ -38,7 +38,10 @@ pub const DEFAULT_PREFIX: &str = "palaver";
 pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Subjects (after the prefix) that durable events may use: the stream's subjects.
-const DURABLE_SUBJECTS: [&str; 2] = ["*.conv.>", "*.member.>"];
+/// Exact shapes rather than `>`, so that core-only events beside them (typing on
+/// `<app>.conv.<id>.typing`, permission changes on `<app>.member.<id>.permission`) are
+/// not stored.
+const DURABLE_SUBJECTS: [&str; 3] = ["*.conv.*.msg", "*.conv.*.state", "*.member.*.inbox"];
 
 /// How long a repeated message id is recognised, by JetStream and by subscriptions.
 const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
@@ -62,7 +65,7 @@ pub enum BusError {
     #[error("invalid bus prefix {0:?}: use one token of letters, digits, '-' or '_'")]
     InvalidPrefix(String),
     #[error(
-        "{0:?} is not a durable subject (durable events go under <app>.conv.> or <app>.member.>)"
+        "{0:?} is not a durable subject (durable events go to <app>.conv.<id>.msg|state or <app>.member.<id>.inbox)"
     )]
     NotDurable(String),
     #[error("cannot connect to NATS at {url}")]
@@ -468,12 +471,13 @@ impl EventBus for NatsBus {
 /// The bus in process, for the embedded default: every subscriber has a bounded queue,
 /// and a subscriber that falls behind loses events rather than slowing publishers.
 /// Clones share the same bus.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct LocalBus {
     subscribers: Arc<Mutex<Vec<LocalSubscriber>>>,
     prefix: String,
 }
 
+#[derive(Debug)]
 struct LocalSubscriber {
     /// The subscribed subject, with the prefix.
     pattern: String,
@@ -542,14 +546,6 @@ impl LocalBus {
 impl Default for LocalBus {
     fn default() -> Self {
         LocalBus::new()
-    }
-}
-
-impl std::fmt::Debug for LocalBus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LocalBus")
-            .field("prefix", &self.prefix)
-            .finish_non_exhaustive()
     }
 }
 
@@ -652,11 +648,21 @@ mod tests {
             assert!(check_subject(invalid, true).is_err(), "{invalid}");
         }
         assert!(check_durable_subject("app1.conv.c1.msg").is_ok());
+        assert!(check_durable_subject("app1.conv.c1.state").is_ok());
         assert!(check_durable_subject("app1.member.m1.inbox").is_ok());
-        assert!(matches!(
-            check_durable_subject("app1.presence.m1"),
-            Err(BusError::NotDurable(_))
-        ));
+        for core_only in [
+            "app1.presence.m1",
+            "app1.conv.c1.typing",
+            "app1.member.m1.permission",
+        ] {
+            assert!(
+                matches!(
+                    check_durable_subject(core_only),
+                    Err(BusError::NotDurable(_))
+                ),
+                "{core_only}"
+            );
+        }
         assert!(check_prefix("t1-a_b").is_ok());
         assert!(
             check_prefix("a.b").is_err()

@@ -39,12 +39,23 @@ pub struct Env {
 impl Env {
     /// The process environment.
     pub fn process() -> Self {
-        Env { overrides: HashMap::new(), process: true }
+        Env {
+            overrides: HashMap::new(),
+            process: true,
+        }
     }
 
     /// Only the given variables.
-    pub fn from_pairs<K: Into<String>, V: Into<String>>(pairs: impl IntoIterator<Item = (K, V)>) -> Self {
-        Env { overrides: pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect(), process: false }
+    pub fn from_pairs<K: Into<String>, V: Into<String>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        Env {
+            overrides: pairs
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+            process: false,
+        }
     }
 
     /// The raw value, if set and not empty.
@@ -78,13 +89,19 @@ impl Env {
                 .trim()
                 .parse()
                 .map(Some)
-                .map_err(|e: T::Err| ConfigError { var: var.to_owned(), message: format!("cannot parse {raw:?}: {e}") }),
+                .map_err(|e: T::Err| ConfigError {
+                    var: var.to_owned(),
+                    message: format!("cannot parse {raw:?}: {e}"),
+                }),
         }
     }
 
     /// A value that must be set.
     pub fn required(&self, var: &str) -> Result<String, ConfigError> {
-        self.raw(var).ok_or_else(|| ConfigError { var: var.to_owned(), message: "must be set".to_owned() })
+        self.raw(var).ok_or_else(|| ConfigError {
+            var: var.to_owned(),
+            message: "must be set".to_owned(),
+        })
     }
 
     /// A secret that must be set.
@@ -99,7 +116,13 @@ impl Env {
         if value.contains("://") && schemes.contains(&scheme) {
             Ok(value)
         } else {
-            Err(ConfigError { var: var.to_owned(), message: format!("must be a URL starting with {}", schemes.join("://, ") + "://") })
+            Err(ConfigError {
+                var: var.to_owned(),
+                message: format!(
+                    "must be a URL starting with {}",
+                    schemes.join("://, ") + "://"
+                ),
+            })
         }
     }
 
@@ -122,8 +145,14 @@ impl CommonConfig {
     /// `PALAVER_ADMIN_LISTEN` and `PALAVER_DRAIN_SECONDS`.
     pub fn from_env(env: &Env, default_port: u16) -> Result<Self, ConfigError> {
         Ok(CommonConfig {
-            listen: env.parse_or("PALAVER_LISTEN", SocketAddr::from(([0, 0, 0, 0], default_port)))?,
-            admin_listen: env.parse_or("PALAVER_ADMIN_LISTEN", SocketAddr::from(([0, 0, 0, 0], 9090)))?,
+            listen: env.parse_or(
+                "PALAVER_LISTEN",
+                SocketAddr::from(([0, 0, 0, 0], default_port)),
+            )?,
+            admin_listen: env.parse_or(
+                "PALAVER_ADMIN_LISTEN",
+                SocketAddr::from(([0, 0, 0, 0], 9090)),
+            )?,
             drain: env.seconds_or("PALAVER_DRAIN_SECONDS", 20)?,
         })
     }
@@ -169,7 +198,9 @@ mod tests {
     #[test]
     fn urls_must_have_an_allowed_scheme() {
         let env = Env::from_pairs([("PALAVER_DATABASE_URL", "mysql://x")]);
-        let err = env.required_url("PALAVER_DATABASE_URL", &["postgres", "sqlite"]).unwrap_err();
+        let err = env
+            .required_url("PALAVER_DATABASE_URL", &["postgres", "sqlite"])
+            .unwrap_err();
         assert_eq!(err.var, "PALAVER_DATABASE_URL");
         assert!(env.required_url("MISSING", &["nats"]).is_err());
     }

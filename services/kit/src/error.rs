@@ -100,7 +100,11 @@ pub struct Error {
 
 impl Error {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Error { code, message: message.into(), violations: Vec::new() }
+        Error {
+            code,
+            message: message.into(),
+            violations: Vec::new(),
+        }
     }
 
     /// An invalid-argument error naming the offending field.
@@ -109,7 +113,10 @@ impl Error {
         Error {
             code: ErrorCode::InvalidArgument,
             message: format!("{field}: {description}"),
-            violations: vec![FieldViolation { field: field.to_owned(), description }],
+            violations: vec![FieldViolation {
+                field: field.to_owned(),
+                description,
+            }],
         }
     }
 
@@ -151,16 +158,25 @@ impl Error {
             .map(|br| {
                 br.field_violations
                     .iter()
-                    .map(|v| FieldViolation { field: v.field.clone(), description: v.description.clone() })
+                    .map(|v| FieldViolation {
+                        field: v.field.clone(),
+                        description: v.description.clone(),
+                    })
                     .collect()
             })
             .unwrap_or_default();
         let message = match code {
             ErrorCode::Internal => "internal error".to_owned(),
-            ErrorCode::Unavailable if status.message().is_empty() => "service unavailable".to_owned(),
+            ErrorCode::Unavailable if status.message().is_empty() => {
+                "service unavailable".to_owned()
+            }
             _ => status.message().to_owned(),
         };
-        Error { code, message, violations }
+        Error {
+            code,
+            message,
+            violations,
+        }
     }
 
     /// The RFC 9457 problem document for this error.
@@ -231,7 +247,12 @@ impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let status = self.code.http_status();
         let body = serde_json::to_vec(&self.problem()).unwrap_or_default();
-        (status, [(http::header::CONTENT_TYPE, "application/problem+json")], body).into_response()
+        (
+            status,
+            [(http::header::CONTENT_TYPE, "application/problem+json")],
+            body,
+        )
+            .into_response()
     }
 }
 
@@ -257,7 +278,10 @@ mod tests {
         assert_eq!(back.code, ErrorCode::InvalidArgument);
         assert_eq!(
             back.violations,
-            vec![FieldViolation { field: "display_name".into(), description: "must not be empty".into() }]
+            vec![FieldViolation {
+                field: "display_name".into(),
+                description: "must not be empty".into()
+            }]
         );
     }
 

@@ -81,7 +81,10 @@ pub async fn drain<F: Future>(work: F, timeout: Duration) -> Option<F::Output> {
     match tokio::time::timeout(timeout, work).await {
         Ok(output) => Some(output),
         Err(_) => {
-            tracing::warn!(timeout_s = timeout.as_secs_f64(), "drain timed out; stopping with work in flight");
+            tracing::warn!(
+                timeout_s = timeout.as_secs_f64(),
+                "drain timed out; stopping with work in flight"
+            );
             None
         }
     }
@@ -106,6 +109,9 @@ mod tests {
     #[tokio::test]
     async fn drain_is_bounded() {
         assert_eq!(drain(async { 7 }, Duration::from_secs(1)).await, Some(7));
-        assert_eq!(drain(std::future::pending::<()>(), Duration::from_millis(20)).await, None);
+        assert_eq!(
+            drain(std::future::pending::<()>(), Duration::from_millis(20)).await,
+            None
+        );
     }
 }

@@ -98,7 +98,7 @@ pub fn init(service_name: &str) -> anyhow::Result<TelemetryGuard> {
     let log_filter = match std::env::var("RUST_LOG") {
         Ok(directives) if !directives.trim().is_empty() => EnvFilter::try_new(&directives)
             .with_context(|| format!("RUST_LOG is not a valid log filter: {directives:?}"))?,
-        _ => EnvFilter::new("info"),
+        _ => EnvFilter::new("info,opentelemetry=warn,opentelemetry_sdk=warn"),
     };
     let exporting = std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT").is_some_and(|v| !v.is_empty());
     let mut builder = SdkTracerProvider::builder().with_resource(

@@ -130,6 +130,12 @@ pub fn unique_prefix() -> String {
     format!("t{}", random_token(12))
 }
 
+/// Installs the test tracing subscriber once per process: trace context propagates, and
+/// logs show only with `TEST_LOG=1` (see [`crate::telemetry::init_for_tests`]).
+pub fn init_logs() {
+    crate::telemetry::init_for_tests();
+}
+
 fn random_token(len: usize) -> String {
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
     let mut rng = rand::rng();

@@ -75,7 +75,10 @@ where
 {
     async fn fetch_jwks(&self) -> Result<Vec<Jwk>, Error> {
         let mut client = self.clone();
-        let jwks = client.get_jwks(GetJwksRequest {}).await.map_err(|s| Error::from_status(&s))?;
+        let jwks = client
+            .get_jwks(GetJwksRequest {})
+            .await
+            .map_err(|s| Error::from_status(&s))?;
         Ok(jwks.into_inner().keys)
     }
 }
@@ -98,7 +101,10 @@ impl TokenVerifier {
     pub fn new(source: Arc<dyn JwksSource>) -> Self {
         TokenVerifier {
             source,
-            keys: Arc::new(RwLock::new(Keys { by_kid: HashMap::new(), fetched_at: None })),
+            keys: Arc::new(RwLock::new(Keys {
+                by_kid: HashMap::new(),
+                fetched_at: None,
+            })),
             refresh_every: Duration::from_secs(300),
             min_refetch: Duration::from_secs(5),
         }
@@ -114,13 +120,22 @@ impl TokenVerifier {
 
     /// Checks signature, issuer, audience and expiry; returns the claims.
     pub async fn verify(&self, token: &str) -> Result<Claims, Error> {
-        let unauthenticated = |why: &str| Error::new(ErrorCode::Unauthenticated, format!("invalid access token: {why}"));
-        let header = jsonwebtoken::decode_header(token).map_err(|_| unauthenticated("malformed"))?;
+        let unauthenticated = |why: &str| {
+            Error::new(
+                ErrorCode::Unauthenticated,
+                format!("invalid access token: {why}"),
+            )
+        };
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|_| unauthenticated("malformed"))?;
         if header.alg != Algorithm::EdDSA {
             return Err(unauthenticated("unexpected algorithm"));
         }
         let kid = header.kid.ok_or_else(|| unauthenticated("no key id"))?;
-        let key = self.key(&kid).await?.ok_or_else(|| unauthenticated("unknown signing key"))?;
+        let key = self
+            .key(&kid)
+            .await?
+            .ok_or_else(|| unauthenticated("unknown signing key"))?;
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.set_issuer(&[ISSUER]);
         validation.set_audience(&[AUDIENCE]);
@@ -128,9 +143,9 @@ impl TokenVerifier {
         validation.leeway = 30;
         match jsonwebtoken::decode::<Claims>(token, &key, &validation) {
             Ok(data) => Ok(data.claims),
-            Err(e) if matches!(e.kind(), jsonwebtoken::errors::ErrorKind::ExpiredSignature) => {
-                Err(Error::new(ErrorCode::TokenExpired, "the access token has expired"))
-            }
+            Err(e) if matches!(e.kind(), jsonwebtoken::errors::ErrorKind::ExpiredSignature) => Err(
+                Error::new(ErrorCode::TokenExpired, "the access token has expired"),
+            ),
             Err(e) => Err(unauthenticated(&e.to_string())),
         }
     }
@@ -138,18 +153,24 @@ impl TokenVerifier {
     async fn key(&self, kid: &str) -> Result<Option<DecodingKey>, Error> {
         {
             let keys = self.keys.read().await;
-            let fresh = keys.fetched_at.is_some_and(|at| at.elapsed() < self.refresh_every);
+            let fresh = keys
+                .fetched_at
+                .is_some_and(|at| at.elapsed() < self.refresh_every);
             if fresh && let Some(key) = keys.by_kid.get(kid) {
                 return Ok(Some(key.clone()));
             }
-            let may_refetch = keys.fetched_at.is_none_or(|at| at.elapsed() >= self.min_refetch);
+            let may_refetch = keys
+                .fetched_at
+                .is_none_or(|at| at.elapsed() >= self.min_refetch);
             if !may_refetch {
                 return Ok(keys.by_kid.get(kid).cloned());
             }
         }
         let mut keys = self.keys.write().await;
         // Another caller may have fetched while this one waited for the lock.
-        let fetched_meanwhile = keys.fetched_at.is_some_and(|at| at.elapsed() < self.min_refetch);
+        let fetched_meanwhile = keys
+            .fetched_at
+            .is_some_and(|at| at.elapsed() < self.min_refetch);
         if !fetched_meanwhile {
             match self.source.fetch_jwks().await {
                 Ok(jwks) => {

@@ -10,8 +10,13 @@ use super::{Identity, secrets, validate};
 use crate::store::{AppRow, IdentityKeyRow};
 
 /// Webhook event types an app may subscribe to.
-pub const WEBHOOK_EVENTS: &[&str] =
-    &["conversation.started", "message.created", "message.offline", "conversation.closed", "member.permission_changed"];
+pub const WEBHOOK_EVENTS: &[&str] = &[
+    "conversation.started",
+    "message.created",
+    "message.offline",
+    "conversation.closed",
+    "member.permission_changed",
+];
 
 /// Per-app abuse limits; zero means the deployment's default.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -94,7 +99,10 @@ impl ApiSecretCache {
     const MAX_ENTRIES: usize = 10_000;
 
     fn matches(&self, secret_sha: &str, stored_hash: &str) -> bool {
-        self.0.lock().map(|cache| cache.get(secret_sha).is_some_and(|h| h == stored_hash)).unwrap_or(false)
+        self.0
+            .lock()
+            .map(|cache| cache.get(secret_sha).is_some_and(|h| h == stored_hash))
+            .unwrap_or(false)
     }
 
     fn remember(&self, secret_sha: String, stored_hash: String) {
@@ -151,7 +159,10 @@ fn validate_settings(
     retention_days: u32,
 ) -> Result<ValidSettings, Error> {
     if retention_days > MAX_RETENTION_DAYS {
-        return Err(Error::invalid("retention_days", format!("must be at most {MAX_RETENTION_DAYS}")));
+        return Err(Error::invalid(
+            "retention_days",
+            format!("must be at most {MAX_RETENTION_DAYS}"),
+        ));
     }
     Ok(ValidSettings {
         name: validate::app_name(name)?,
@@ -169,11 +180,18 @@ fn new_api_secret(app_id: &str) -> String {
 }
 
 fn app_id_of_api_secret(secret: &str) -> Option<&str> {
-    secret.strip_prefix("psk_")?.rsplit_once('_').map(|(app_id, _)| app_id)
+    secret
+        .strip_prefix("psk_")?
+        .rsplit_once('_')
+        .map(|(app_id, _)| app_id)
 }
 
 fn new_identity_key(generation: i64) -> IdentityKeyRow {
-    IdentityKeyRow { key_id: secrets::new_id("ik_", 10), secret: secrets::new_token("idk_"), generation }
+    IdentityKeyRow {
+        key_id: secrets::new_id("ik_", 10),
+        secret: secrets::new_token("idk_"),
+        generation,
+    }
 }
 
 async fn hash_api_secret(secret: String) -> Result<String, Error> {
@@ -186,8 +204,14 @@ async fn hash_api_secret(secret: String) -> Result<String, Error> {
 impl Identity {
     #[tracing::instrument(skip_all)]
     pub async fn create_app(&self, new: NewApp) -> Result<CreatedApp, Error> {
-        let valid =
-            validate_settings(&new.name, &new.origins, &new.privacy_url, &new.logo_url, &new.return_urls, new.retention_days)?;
+        let valid = validate_settings(
+            &new.name,
+            &new.origins,
+            &new.privacy_url,
+            &new.logo_url,
+            &new.return_urls,
+            new.retention_days,
+        )?;
         let now = self.now();
         let app_id = secrets::new_id("app_", 12);
         let api_secret = new_api_secret(&app_id);
@@ -210,25 +234,44 @@ impl Identity {
         };
         self.store.insert_app(&row, &key).await?;
         let app = app_from_row(row, std::slice::from_ref(&key));
-        Ok(CreatedApp { app, api_secret, identity_key: key.secret, identity_key_id: key.key_id })
+        Ok(CreatedApp {
+            app,
+            api_secret,
+            identity_key: key.secret,
+            identity_key_id: key.key_id,
+        })
     }
 
     pub async fn app(&self, app_id: &str) -> Result<App, Error> {
-        let row = self.store.app(app_id).await?.ok_or_else(|| Error::not_found(format!("no app {app_id:?}")))?;
+        let row = self
+            .store
+            .app(app_id)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("no app {app_id:?}")))?;
         let keys = self.store.active_identity_keys(app_id).await?;
         Ok(app_from_row(row, &keys))
     }
 
     #[tracing::instrument(skip_all, fields(app_id))]
     pub async fn update_app(&self, app_id: &str, update: AppUpdate) -> Result<App, Error> {
-        let mut row = self.store.app(app_id).await?.ok_or_else(|| Error::not_found(format!("no app {app_id:?}")))?;
+        let mut row = self
+            .store
+            .app(app_id)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("no app {app_id:?}")))?;
         let current = app_from_row(row.clone(), &[]);
         let valid = validate_settings(
             update.name.as_deref().unwrap_or(&current.name),
             update.origins.as_deref().unwrap_or(&current.origins),
-            update.privacy_url.as_deref().unwrap_or(&current.privacy_url),
+            update
+                .privacy_url
+                .as_deref()
+                .unwrap_or(&current.privacy_url),
             update.logo_url.as_deref().unwrap_or(&current.logo_url),
-            update.return_urls.as_deref().unwrap_or(&current.return_urls),
+            update
+                .return_urls
+                .as_deref()
+                .unwrap_or(&current.return_urls),
             update.retention_days.unwrap_or(current.retention_days),
         )?;
         row.name = valid.name;
@@ -246,7 +289,11 @@ impl Identity {
     }
 
     pub async fn delete_app(&self, app_id: &str) -> Result<(), Error> {
-        if self.store.delete_app(app_id).await? { Ok(()) } else { Err(Error::not_found(format!("no app {app_id:?}"))) }
+        if self.store.delete_app(app_id).await? {
+            Ok(())
+        } else {
+            Err(Error::not_found(format!("no app {app_id:?}")))
+        }
     }
 
     /// The app an API secret belongs to.
@@ -264,7 +311,8 @@ impl Identity {
             if !ok {
                 return Err(invalid());
             }
-            self.api_secrets.remember(secret_sha, row.api_secret_hash.clone());
+            self.api_secrets
+                .remember(secret_sha, row.api_secret_hash.clone());
         }
         let keys = self.store.active_identity_keys(app_id).await?;
         Ok(app_from_row(row, &keys))
@@ -274,7 +322,11 @@ impl Identity {
     pub async fn rotate_api_secret(&self, app_id: &str) -> Result<String, Error> {
         let api_secret = new_api_secret(app_id);
         let hash = hash_api_secret(api_secret.clone()).await?;
-        if !self.store.set_api_secret_hash(app_id, &hash, self.now()).await? {
+        if !self
+            .store
+            .set_api_secret_hash(app_id, &hash, self.now())
+            .await?
+        {
             return Err(Error::not_found(format!("no app {app_id:?}")));
         }
         Ok(api_secret)
@@ -282,26 +334,43 @@ impl Identity {
 
     /// A new identity key. The previous key stays accepted until the next rotation, so
     /// assertions the CMS signed a moment ago still verify.
-    pub async fn rotate_identity_key(&self, app_id: &str) -> Result<(IdentityKeyRow, Option<String>), Error> {
+    pub async fn rotate_identity_key(
+        &self,
+        app_id: &str,
+    ) -> Result<(IdentityKeyRow, Option<String>), Error> {
         self.app(app_id).await?;
         let active = self.store.active_identity_keys(app_id).await?;
         let newest = active.first();
         let key = new_identity_key(newest.map_or(1, |k| k.generation + 1));
-        self.store.rotate_identity_key(app_id, &key, self.now()).await?;
+        self.store
+            .rotate_identity_key(app_id, &key, self.now())
+            .await?;
         Ok((key, newest.map(|k| k.key_id.clone())))
     }
 
     /// Sets (or with an empty URL removes) the app's webhook. The signing secret is made
     /// once and kept across changes of URL or events.
-    pub async fn set_webhook(&self, app_id: &str, url: &str, events: &[String]) -> Result<Webhook, Error> {
-        let row = self.store.app(app_id).await?.ok_or_else(|| Error::not_found(format!("no app {app_id:?}")))?;
+    pub async fn set_webhook(
+        &self,
+        app_id: &str,
+        url: &str,
+        events: &[String],
+    ) -> Result<Webhook, Error> {
+        let row = self
+            .store
+            .app(app_id)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("no app {app_id:?}")))?;
         let url = validate::optional_http_url("url", url)?;
         let mut valid_events: Vec<String> = Vec::new();
         for (i, event) in events.iter().enumerate() {
             if !WEBHOOK_EVENTS.contains(&event.as_str()) {
                 return Err(Error::invalid(
                     &format!("events[{i}]"),
-                    format!("unknown event {event:?}; known: {}", WEBHOOK_EVENTS.join(", ")),
+                    format!(
+                        "unknown event {event:?}; known: {}",
+                        WEBHOOK_EVENTS.join(", ")
+                    ),
                 ));
             }
             if !valid_events.contains(event) {
@@ -316,13 +385,27 @@ impl Identity {
         } else {
             row.webhook_secret
         };
-        self.store.set_webhook(app_id, &url, &to_json(&valid_events), &secret, self.now()).await?;
-        Ok(Webhook { url, events: valid_events, secret })
+        self.store
+            .set_webhook(app_id, &url, &to_json(&valid_events), &secret, self.now())
+            .await?;
+        Ok(Webhook {
+            url,
+            events: valid_events,
+            secret,
+        })
     }
 
     pub async fn webhook(&self, app_id: &str) -> Result<Webhook, Error> {
-        let row = self.store.app(app_id).await?.ok_or_else(|| Error::not_found(format!("no app {app_id:?}")))?;
-        Ok(Webhook { url: row.webhook_url, events: from_json(&row.webhook_events), secret: row.webhook_secret })
+        let row = self
+            .store
+            .app(app_id)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("no app {app_id:?}")))?;
+        Ok(Webhook {
+            url: row.webhook_url,
+            events: from_json(&row.webhook_events),
+            secret: row.webhook_secret,
+        })
     }
 }
 

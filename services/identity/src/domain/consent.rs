@@ -124,7 +124,10 @@ impl Identity {
         }
         let member = self.member(app_id, external_id).await?;
         if !app.return_urls.iter().any(|u| u == return_url) {
-            return Err(Error::invalid("return_url", "is not one of the app's registered return URLs"));
+            return Err(Error::invalid(
+                "return_url",
+                "is not one of the app's registered return URLs",
+            ));
         }
         if state.is_empty() || state.len() > 512 {
             return Err(Error::invalid("state", "must be 1 to 512 bytes"));
@@ -133,7 +136,10 @@ impl Identity {
             return Err(Error::invalid("code_challenge_method", "must be S256"));
         }
         if code_challenge.len() != 43 || !secrets::is_pkce_value(code_challenge) {
-            return Err(Error::invalid("code_challenge", "must be the base64url SHA-256 of the code verifier (43 characters)"));
+            return Err(Error::invalid(
+                "code_challenge",
+                "must be the base64url SHA-256 of the code verifier (43 characters)",
+            ));
         }
         let request = secrets::new_token("cr_");
         let row = ConsentRow {
@@ -170,10 +176,16 @@ impl Identity {
             .await?
             .ok_or_else(|| Error::not_found("no such consent request"))?;
         if row.decided_at.is_some() {
-            return Err(Error::new(ErrorCode::FailedPrecondition, "this consent request was already answered"));
+            return Err(Error::new(
+                ErrorCode::FailedPrecondition,
+                "this consent request was already answered",
+            ));
         }
         if self.now() >= row.expires_at {
-            return Err(Error::new(ErrorCode::FailedPrecondition, "this consent request has expired; ask the site for a new one"));
+            return Err(Error::new(
+                ErrorCode::FailedPrecondition,
+                "this consent request has expired; ask the site for a new one",
+            ));
         }
         Ok(row)
     }
@@ -196,21 +208,41 @@ impl Identity {
 
     /// Records Approve or Deny and answers the URL to send the member back to.
     #[tracing::instrument(skip_all, fields(approve))]
-    pub async fn decide_consent(&self, request: &str, approve: bool, csrf_token: &str) -> Result<String, Error> {
+    pub async fn decide_consent(
+        &self,
+        request: &str,
+        approve: bool,
+        csrf_token: &str,
+    ) -> Result<String, Error> {
         let row = self.pending_consent(request).await?;
         if !secrets::same(csrf_token, &row.csrf_token) {
-            return Err(Error::new(ErrorCode::PermissionDenied, "the consent form is stale or forged; reload the page"));
+            return Err(Error::new(
+                ErrorCode::PermissionDenied,
+                "the consent form is stale or forged; reload the page",
+            ));
         }
         let now = self.now();
         let code = approve.then(|| secrets::new_token("ac_"));
         let code_hash = code.as_deref().map(secrets::token_hash);
-        let stored = code_hash.as_deref().map(|hash| (hash, now + self.policy.consent_ttl));
-        if !self.store.decide_consent(&row.request_hash, now, stored).await? {
-            return Err(Error::new(ErrorCode::FailedPrecondition, "this consent request was already answered"));
+        let stored = code_hash
+            .as_deref()
+            .map(|hash| (hash, now + self.policy.consent_ttl));
+        if !self
+            .store
+            .decide_consent(&row.request_hash, now, stored)
+            .await?
+        {
+            return Err(Error::new(
+                ErrorCode::FailedPrecondition,
+                "this consent request was already answered",
+            ));
         }
         Ok(match code {
             Some(code) => with_query(&row.return_url, &[("code", &code), ("state", &row.state)]),
-            None => with_query(&row.return_url, &[("error", "access_denied"), ("state", &row.state)]),
+            None => with_query(
+                &row.return_url,
+                &[("error", "access_denied"), ("state", &row.state)],
+            ),
         })
     }
 
@@ -218,7 +250,13 @@ impl Identity {
     /// RFC 7636). Every failure is `invalid_grant` and changes nothing, except a code
     /// presented again after it was spent, which revokes the grant it produced.
     #[tracing::instrument(skip_all, fields(app_id))]
-    pub async fn exchange_code(&self, app_id: &str, code: &str, code_verifier: &str, redirect_uri: &str) -> Result<PermissionToken, Error> {
+    pub async fn exchange_code(
+        &self,
+        app_id: &str,
+        code: &str,
+        code_verifier: &str,
+        redirect_uri: &str,
+    ) -> Result<PermissionToken, Error> {
         let code_hash = secrets::token_hash(code);
         let row = self
             .store
@@ -228,17 +266,25 @@ impl Identity {
             .ok_or_else(|| invalid_grant("unknown authorization code"))?;
         let now = self.now();
         if row.code_used_at.is_some() {
-            self.store.revoke_grants_of_request(&row.request_hash, now).await?;
-            return Err(invalid_grant("the authorization code was already used; the permission it gave is revoked"));
+            self.store
+                .revoke_grants_of_request(&row.request_hash, now)
+                .await?;
+            return Err(invalid_grant(
+                "the authorization code was already used; the permission it gave is revoked",
+            ));
         }
         if row.code_expires_at.is_none_or(|at| now >= at) {
             return Err(invalid_grant("the authorization code has expired"));
         }
         if !redirect_uri.is_empty() && redirect_uri != row.return_url {
-            return Err(invalid_grant("redirect_uri does not match the consent request's return URL"));
+            return Err(invalid_grant(
+                "redirect_uri does not match the consent request's return URL",
+            ));
         }
         if !secrets::pkce_s256_matches(code_verifier, &row.code_challenge) {
-            return Err(invalid_grant("code_verifier does not match the code challenge"));
+            return Err(invalid_grant(
+                "code_verifier does not match the code challenge",
+            ));
         }
         let member = self.member_by_id(app_id, &row.member_id).await?;
         let access_token = secrets::new_token("pt_");
@@ -272,14 +318,23 @@ impl Identity {
     }
 
     fn expires_in(&self, expires_at: i64) -> u64 {
-        u64::try_from(expires_at - self.policy.permission_early_expiry - self.now()).unwrap_or_default()
+        u64::try_from(expires_at - self.policy.permission_early_expiry - self.now())
+            .unwrap_or_default()
     }
 
     /// Rotates a grant's tokens for a refresh token.
     #[tracing::instrument(skip_all, fields(app_id))]
-    pub async fn refresh(&self, app_id: &str, refresh_token: &str) -> Result<PermissionToken, Error> {
+    pub async fn refresh(
+        &self,
+        app_id: &str,
+        refresh_token: &str,
+    ) -> Result<PermissionToken, Error> {
         let refresh_hash = secrets::token_hash(refresh_token);
-        let stored = self.store.refresh_token(&refresh_hash).await?.ok_or_else(|| invalid_grant("unknown refresh token"))?;
+        let stored = self
+            .store
+            .refresh_token(&refresh_hash)
+            .await?
+            .ok_or_else(|| invalid_grant("unknown refresh token"))?;
         let grant = self
             .store
             .grant(&stored.grant_id)
@@ -289,7 +344,9 @@ impl Identity {
         let now = self.now();
         if stored.used_at.is_some() {
             self.store.revoke_grant(&grant.grant_id, now).await?;
-            return Err(invalid_grant("the refresh token was already used; the permission is revoked"));
+            return Err(invalid_grant(
+                "the refresh token was already used; the permission is revoked",
+            ));
         }
         if grant.revoked_at.is_some() {
             return Err(invalid_grant("the permission was revoked"));
@@ -333,14 +390,23 @@ impl Identity {
 
     /// Revokes the member's permission; their chat endpoint closes at once.
     #[tracing::instrument(skip_all, fields(app_id))]
-    pub async fn revoke_permission(&self, app_id: &str, external_id: &str) -> Result<Permission, Error> {
+    pub async fn revoke_permission(
+        &self,
+        app_id: &str,
+        external_id: &str,
+    ) -> Result<Permission, Error> {
         let member = self.member(app_id, external_id).await?;
-        self.store.revoke_member_grants(&member.member_id, self.now()).await?;
+        self.store
+            .revoke_member_grants(&member.member_id, self.now())
+            .await?;
         self.permission(app_id, external_id).await
     }
 
     /// The member behind a valid permission token (the member API).
-    pub async fn authenticate_permission_token(&self, token: &str) -> Result<PermissionTokenInfo, Error> {
+    pub async fn authenticate_permission_token(
+        &self,
+        token: &str,
+    ) -> Result<PermissionTokenInfo, Error> {
         let grant = self
             .store
             .grant_by_access_token(&secrets::token_hash(token))
@@ -348,10 +414,24 @@ impl Identity {
             .ok_or_else(|| Error::new(ErrorCode::Unauthenticated, "invalid permission token"))?;
         match self.grant_status(Some(&grant)) {
             PermissionStatus::Valid => {}
-            PermissionStatus::Expired => return Err(Error::new(ErrorCode::TokenExpired, "the permission token has expired")),
-            _ => return Err(Error::new(ErrorCode::Unauthenticated, "the permission token was revoked")),
+            PermissionStatus::Expired => {
+                return Err(Error::new(
+                    ErrorCode::TokenExpired,
+                    "the permission token has expired",
+                ));
+            }
+            _ => {
+                return Err(Error::new(
+                    ErrorCode::Unauthenticated,
+                    "the permission token was revoked",
+                ));
+            }
         }
         let member = self.member_by_id(&grant.app_id, &grant.member_id).await?;
-        Ok(PermissionTokenInfo { endpoint: member.endpoint.clone().unwrap_or_default(), expires_at: self.effective_expiry(&grant), member })
+        Ok(PermissionTokenInfo {
+            endpoint: member.endpoint.clone().unwrap_or_default(),
+            expires_at: self.effective_expiry(&grant),
+            member,
+        })
     }
 }

@@ -44,33 +44,59 @@ fn encoding_key(row: &SigningKeyRow) -> Result<EncodingKey, Error> {
         .decode(&row.seed)
         .ok()
         .and_then(|bytes| bytes.try_into().ok())
-        .ok_or_else(|| Error::internal(&std::io::Error::other(format!("signing key {} is malformed", row.kid))))?;
-    let der = SigningKey::from_bytes(&seed).to_pkcs8_der().map_err(|e| Error::internal(&std::io::Error::other(e.to_string())))?;
+        .ok_or_else(|| {
+            Error::internal(&std::io::Error::other(format!(
+                "signing key {} is malformed",
+                row.kid
+            )))
+        })?;
+    let der = SigningKey::from_bytes(&seed)
+        .to_pkcs8_der()
+        .map_err(|e| Error::internal(&std::io::Error::other(e.to_string())))?;
     Ok(EncodingKey::from_ed_der(der.as_bytes()))
 }
 
 impl Identity {
     /// Keys whose tokens may still be alive were retired less than this long ago.
     fn longest_token_ttl(&self) -> i64 {
-        self.policy.visitor_token_ttl.max(self.policy.operator_token_ttl) + 300
+        self.policy
+            .visitor_token_ttl
+            .max(self.policy.operator_token_ttl)
+            + 300
     }
 
     async fn loaded<T>(&self, read: impl Fn(&Loaded) -> T) -> Result<T, Error> {
         let now = self.now();
         {
             let guard = self.signing.0.read().await;
-            if let Some(loaded) = guard.as_ref().filter(|l| now - l.loaded_at < RELOAD_EVERY && l.signer.is_some()) {
+            if let Some(loaded) = guard
+                .as_ref()
+                .filter(|l| now - l.loaded_at < RELOAD_EVERY && l.signer.is_some())
+            {
                 return Ok(read(loaded));
             }
         }
         let mut guard = self.signing.0.write().await;
-        let rows = self.store.signing_keys(now - self.longest_token_ttl()).await?;
+        let rows = self
+            .store
+            .signing_keys(now - self.longest_token_ttl())
+            .await?;
         let signer = match rows.iter().find(|r| r.retired_at.is_none()) {
             Some(row) => Some((row.kid.clone(), encoding_key(row)?)),
             None => None,
         };
-        let published = rows.iter().map(|r| PublicKey { kid: r.kid.clone(), x: r.public_key.clone() }).collect();
-        let loaded = guard.insert(Loaded { signer, published, loaded_at: now });
+        let published = rows
+            .iter()
+            .map(|r| PublicKey {
+                kid: r.kid.clone(),
+                x: r.public_key.clone(),
+            })
+            .collect();
+        let loaded = guard.insert(Loaded {
+            signer,
+            published,
+            loaded_at: now,
+        });
         Ok(read(loaded))
     }
 
@@ -83,7 +109,10 @@ impl Identity {
     /// rotating otherwise. Run at start and periodically.
     pub async fn ensure_signing_key(&self) -> Result<(), Error> {
         let now = self.now();
-        let rows = self.store.signing_keys(now - self.longest_token_ttl()).await?;
+        let rows = self
+            .store
+            .signing_keys(now - self.longest_token_ttl())
+            .await?;
         let current = rows.iter().find(|r| r.retired_at.is_none());
         if current.is_none_or(|c| now - c.created_at >= self.policy.signing_key_max_age) {
             match self.rotate_signing_key().await {

@@ -7,7 +7,13 @@ pub use crate::store::MemberRow as Member;
 
 impl Identity {
     #[tracing::instrument(skip_all, fields(app_id))]
-    pub async fn create_member(&self, app_id: &str, external_id: &str, display_name: &str, email: &str) -> Result<Member, Error> {
+    pub async fn create_member(
+        &self,
+        app_id: &str,
+        external_id: &str,
+        display_name: &str,
+        email: &str,
+    ) -> Result<Member, Error> {
         self.app(app_id).await?;
         let now = self.now();
         let member = Member {

@@ -60,7 +60,10 @@ pub struct Clock {
 
 impl Clock {
     pub fn now(&self) -> i64 {
-        let system = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or_default();
+        let system = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or_default();
         system + self.offset.load(Ordering::Relaxed)
     }
 
@@ -81,7 +84,13 @@ pub struct Identity {
 
 impl Identity {
     pub fn new(store: Store, policy: Policy, clock: Clock) -> Self {
-        Identity { store, policy, clock, signing: keys::SigningKeys::default(), api_secrets: apps::ApiSecretCache::default() }
+        Identity {
+            store,
+            policy,
+            clock,
+            signing: keys::SigningKeys::default(),
+            api_secrets: apps::ApiSecretCache::default(),
+        }
     }
 
     pub fn store(&self) -> &Store {

@@ -24,18 +24,37 @@ pub struct OperatorSession {
 pub use crate::store::PatRow as PersonalAccessToken;
 
 impl Identity {
-    pub async fn create_login_link(&self, app_id: &str, external_id: &str) -> Result<LoginLink, Error> {
+    pub async fn create_login_link(
+        &self,
+        app_id: &str,
+        external_id: &str,
+    ) -> Result<LoginLink, Error> {
         let member = self.member(app_id, external_id).await?;
         let login_token = secrets::new_token("ll_");
         let expires_at = self.now() + self.policy.login_link_ttl;
-        self.store.insert_login_link(&secrets::token_hash(&login_token), app_id, &member.member_id, expires_at).await?;
-        Ok(LoginLink { login_token, expires_at })
+        self.store
+            .insert_login_link(
+                &secrets::token_hash(&login_token),
+                app_id,
+                &member.member_id,
+                expires_at,
+            )
+            .await?;
+        Ok(LoginLink {
+            login_token,
+            expires_at,
+        })
     }
 
     /// Spends a login link for an operator session.
     #[tracing::instrument(skip_all)]
     pub async fn exchange_login_link(&self, login_token: &str) -> Result<OperatorSession, Error> {
-        let invalid = || Error::new(ErrorCode::Unauthenticated, "the login link is invalid, used or expired; ask the site for a new one");
+        let invalid = || {
+            Error::new(
+                ErrorCode::Unauthenticated,
+                "the login link is invalid, used or expired; ask the site for a new one",
+            )
+        };
         let hash = secrets::token_hash(login_token);
         let link = self.store.login_link(&hash).await?.ok_or_else(invalid)?;
         let now = self.now();
@@ -49,7 +68,12 @@ impl Identity {
         self.operator_session(member).await
     }
 
-    pub async fn create_personal_access_token(&self, app_id: &str, member_id: &str, name: &str) -> Result<(String, PersonalAccessToken), Error> {
+    pub async fn create_personal_access_token(
+        &self,
+        app_id: &str,
+        member_id: &str,
+        name: &str,
+    ) -> Result<(String, PersonalAccessToken), Error> {
         let member = self.member_by_id(app_id, member_id).await?;
         let token = secrets::new_token("pat_");
         let pat = PatRow {
@@ -61,18 +85,33 @@ impl Identity {
             last_used_at: None,
             revoked_at: None,
         };
-        self.store.insert_pat(&pat, &secrets::token_hash(&token)).await?;
+        self.store
+            .insert_pat(&pat, &secrets::token_hash(&token))
+            .await?;
         Ok((token, pat))
     }
 
-    pub async fn personal_access_tokens(&self, app_id: &str, member_id: &str) -> Result<Vec<PersonalAccessToken>, Error> {
+    pub async fn personal_access_tokens(
+        &self,
+        app_id: &str,
+        member_id: &str,
+    ) -> Result<Vec<PersonalAccessToken>, Error> {
         let member = self.member_by_id(app_id, member_id).await?;
         self.store.pats(&member.member_id).await
     }
 
-    pub async fn revoke_personal_access_token(&self, app_id: &str, member_id: &str, id: &str) -> Result<(), Error> {
+    pub async fn revoke_personal_access_token(
+        &self,
+        app_id: &str,
+        member_id: &str,
+        id: &str,
+    ) -> Result<(), Error> {
         let member = self.member_by_id(app_id, member_id).await?;
-        if self.store.revoke_pat(&member.member_id, id, self.now()).await? {
+        if self
+            .store
+            .revoke_pat(&member.member_id, id, self.now())
+            .await?
+        {
             Ok(())
         } else {
             Err(Error::not_found(format!("no personal access token {id:?}")))
@@ -81,9 +120,21 @@ impl Identity {
 
     /// A personal access token for an operator session (what the CLI does on start).
     #[tracing::instrument(skip_all)]
-    pub async fn exchange_personal_access_token(&self, token: &str) -> Result<OperatorSession, Error> {
-        let invalid = || Error::new(ErrorCode::Unauthenticated, "invalid or revoked personal access token");
-        let pat = self.store.pat_by_token(&secrets::token_hash(token)).await?.ok_or_else(invalid)?;
+    pub async fn exchange_personal_access_token(
+        &self,
+        token: &str,
+    ) -> Result<OperatorSession, Error> {
+        let invalid = || {
+            Error::new(
+                ErrorCode::Unauthenticated,
+                "invalid or revoked personal access token",
+            )
+        };
+        let pat = self
+            .store
+            .pat_by_token(&secrets::token_hash(token))
+            .await?
+            .ok_or_else(invalid)?;
         if pat.revoked_at.is_some() {
             return Err(invalid());
         }
@@ -110,6 +161,10 @@ impl Identity {
             jti: secrets::new_id("os_", 20),
         };
         let access_token = self.sign_access_token(&claims).await?;
-        Ok(OperatorSession { access_token, expires_in: u64::try_from(expires_at - now).unwrap_or_default(), member })
+        Ok(OperatorSession {
+            access_token,
+            expires_in: u64::try_from(expires_at - now).unwrap_or_default(),
+            member,
+        })
     }
 }

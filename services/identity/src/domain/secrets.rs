@@ -4,8 +4,8 @@
 //! tokens are stored as SHA-256 hashes, which makes them findable by hash; the API secret
 //! is stored as an argon2 hash, as a password would be.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use rand::Rng;
@@ -15,7 +15,11 @@ use subtle::ConstantTimeEq;
 
 /// A random string of `len` ASCII letters and digits (about 5.95 bits each).
 pub fn random_string(len: usize) -> String {
-    rand::rng().sample_iter(&Alphanumeric).take(len).map(char::from).collect()
+    rand::rng()
+        .sample_iter(&Alphanumeric)
+        .take(len)
+        .map(char::from)
+        .collect()
 }
 
 /// A random lowercase id with a prefix, e.g. `m_3k9qvt2x7m0a1b2c`.
@@ -49,12 +53,18 @@ pub fn token_hash(token: &str) -> String {
 /// An argon2id PHC string for a secret.
 pub fn argon2_hash(secret: &str) -> Result<String, argon2::password_hash::Error> {
     let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
-    Ok(Argon2::default().hash_password(secret.as_bytes(), &salt)?.to_string())
+    Ok(Argon2::default()
+        .hash_password(secret.as_bytes(), &salt)?
+        .to_string())
 }
 
 /// Whether `secret` matches an argon2 PHC string.
 pub fn argon2_verify(secret: &str, phc: &str) -> bool {
-    PasswordHash::new(phc).is_ok_and(|hash| Argon2::default().verify_password(secret.as_bytes(), &hash).is_ok())
+    PasswordHash::new(phc).is_ok_and(|hash| {
+        Argon2::default()
+            .verify_password(secret.as_bytes(), &hash)
+            .is_ok()
+    })
 }
 
 /// Constant-time string equality.
@@ -64,14 +74,20 @@ pub fn same(a: &str, b: &str) -> bool {
 
 /// Whether a PKCE `code_verifier` matches an S256 `code_challenge` (RFC 7636).
 pub fn pkce_s256_matches(verifier: &str, challenge: &str) -> bool {
-    is_pkce_value(verifier) && same(&URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes())), challenge)
+    is_pkce_value(verifier)
+        && same(
+            &URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes())),
+            challenge,
+        )
 }
 
 /// 43 to 128 characters of `[A-Za-z0-9-._~]`, the shape of PKCE verifiers; S256
 /// challenges are 43 characters of base64url.
 pub fn is_pkce_value(value: &str) -> bool {
     (43..=128).contains(&value.len())
-        && value.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
 }
 
 #[cfg(test)]
@@ -83,7 +99,10 @@ mod tests {
         let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
         let challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
         assert!(pkce_s256_matches(verifier, challenge));
-        assert!(!pkce_s256_matches("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXx", challenge));
+        assert!(!pkce_s256_matches(
+            "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXx",
+            challenge
+        ));
         assert!(!pkce_s256_matches("short", challenge));
     }
 

@@ -23,10 +23,16 @@ fn bounded_name(field: &str, name: &str, max_chars: usize) -> Result<String, Err
         return Err(Error::invalid(field, "must not be empty"));
     }
     if name.chars().count() > max_chars {
-        return Err(Error::invalid(field, format!("must be at most {max_chars} characters")));
+        return Err(Error::invalid(
+            field,
+            format!("must be at most {max_chars} characters"),
+        ));
     }
     if let Some(c) = name.chars().find(|&c| c.is_control() || is_bidi_control(c)) {
-        return Err(Error::invalid(field, format!("must not contain the control character U+{:04X}", c as u32)));
+        return Err(Error::invalid(
+            field,
+            format!("must not contain the control character U+{:04X}", c as u32),
+        ));
     }
     Ok(name.to_owned())
 }
@@ -37,7 +43,8 @@ fn is_bidi_control(c: char) -> bool {
 
 /// An absolute `https://` (or `http://`) URL.
 pub fn http_url(field: &str, value: &str) -> Result<String, Error> {
-    let url = Url::parse(value.trim()).map_err(|e| Error::invalid(field, format!("must be an absolute URL ({e})")))?;
+    let url = Url::parse(value.trim())
+        .map_err(|e| Error::invalid(field, format!("must be an absolute URL ({e})")))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
         return Err(Error::invalid(field, "must be an http:// or https:// URL"));
     }
@@ -49,23 +56,46 @@ pub fn http_url(field: &str, value: &str) -> Result<String, Error> {
 
 /// A URL or nothing.
 pub fn optional_http_url(field: &str, value: &str) -> Result<String, Error> {
-    if value.trim().is_empty() { Ok(String::new()) } else { http_url(field, value) }
+    if value.trim().is_empty() {
+        Ok(String::new())
+    } else {
+        http_url(field, value)
+    }
 }
 
 /// A web origin, `scheme://host[:port]`, without path, query or fragment.
 pub fn origin(field: &str, value: &str) -> Result<String, Error> {
-    let url = Url::parse(value.trim()).map_err(|e| Error::invalid(field, format!("must be an origin like https://example.org ({e})")))?;
+    let url = Url::parse(value.trim()).map_err(|e| {
+        Error::invalid(
+            field,
+            format!("must be an origin like https://example.org ({e})"),
+        )
+    })?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err(Error::invalid(field, "must be an http:// or https:// origin"));
+        return Err(Error::invalid(
+            field,
+            "must be an http:// or https:// origin",
+        ));
     }
-    if url.path() != "/" || url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
-        return Err(Error::invalid(field, "must be an origin: scheme, host and port only"));
+    if url.path() != "/"
+        || url.query().is_some()
+        || url.fragment().is_some()
+        || !url.username().is_empty()
+    {
+        return Err(Error::invalid(
+            field,
+            "must be an origin: scheme, host and port only",
+        ));
     }
     Ok(url.origin().ascii_serialization())
 }
 
 /// A list of values, each validated, without duplicates.
-pub fn list(field: &str, values: &[String], each: impl Fn(&str, &str) -> Result<String, Error>) -> Result<Vec<String>, Error> {
+pub fn list(
+    field: &str,
+    values: &[String],
+    each: impl Fn(&str, &str) -> Result<String, Error>,
+) -> Result<Vec<String>, Error> {
     let mut out: Vec<String> = Vec::with_capacity(values.len());
     for (i, value) in values.iter().enumerate() {
         let value = each(&format!("{field}[{i}]"), value)?;
@@ -82,7 +112,10 @@ pub fn external_id(value: &str) -> Result<String, Error> {
         return Err(Error::invalid("external_id", "must be 1 to 255 bytes"));
     }
     if value.chars().any(char::is_control) {
-        return Err(Error::invalid("external_id", "must not contain control characters"));
+        return Err(Error::invalid(
+            "external_id",
+            "must not contain control characters",
+        ));
     }
     Ok(value.to_owned())
 }
@@ -94,9 +127,15 @@ pub fn optional_email(value: &str) -> Result<String, Error> {
         return Ok(String::new());
     }
     let valid = value.len() <= 254
-        && value.split_once('@').is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.') && !domain.starts_with('.'))
+        && value.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty() && domain.contains('.') && !domain.starts_with('.')
+        })
         && !value.chars().any(|c| c.is_whitespace() || c.is_control());
-    if valid { Ok(value.to_owned()) } else { Err(Error::invalid("email", "must be an email address")) }
+    if valid {
+        Ok(value.to_owned())
+    } else {
+        Err(Error::invalid("email", "must be an email address"))
+    }
 }
 
 #[cfg(test)]
@@ -116,8 +155,14 @@ mod tests {
 
     #[test]
     fn origins_are_normalised_and_must_not_have_paths() {
-        assert_eq!(origin("o", "https://Example.org").unwrap(), "https://example.org");
-        assert_eq!(origin("o", "http://localhost:8090").unwrap(), "http://localhost:8090");
+        assert_eq!(
+            origin("o", "https://Example.org").unwrap(),
+            "https://example.org"
+        );
+        assert_eq!(
+            origin("o", "http://localhost:8090").unwrap(),
+            "http://localhost:8090"
+        );
         assert!(origin("o", "https://example.org/path").is_err());
         assert!(origin("o", "ftp://example.org").is_err());
         assert!(origin("o", "example.org").is_err());

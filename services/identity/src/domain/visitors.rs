@@ -12,6 +12,7 @@ use serde::Deserialize;
 use super::consent::PermissionStatus;
 use super::members::Member;
 use super::{Identity, secrets, validate};
+use crate::store::NewVisitorSession;
 
 /// How far in the future an assertion's `iat` may be (clock skew), in seconds.
 const ASSERTION_SKEW: i64 = 60;
@@ -62,7 +63,10 @@ struct AssertionClaims {
 }
 
 fn invalid_assertion(why: &str) -> Error {
-    Error::new(ErrorCode::InvalidAssertion, format!("identity assertion rejected: {why}"))
+    Error::new(
+        ErrorCode::InvalidAssertion,
+        format!("identity assertion rejected: {why}"),
+    )
 }
 
 impl Identity {
@@ -78,7 +82,10 @@ impl Identity {
     }
 
     /// The known endpoints among `endpoints`, open or closed.
-    pub async fn resolve_endpoints(&self, endpoints: &[String]) -> Result<Vec<ChatEndpoint>, Error> {
+    pub async fn resolve_endpoints(
+        &self,
+        endpoints: &[String],
+    ) -> Result<Vec<ChatEndpoint>, Error> {
         let members = self.store.members_by_endpoints(endpoints).await?;
         let ids: Vec<String> = members.iter().map(|m| m.member_id.clone()).collect();
         let grants = self.store.latest_grants(&ids).await?;
@@ -101,11 +108,25 @@ impl Identity {
 
     /// Starts a visitor session on an open chat endpoint of the app.
     #[tracing::instrument(skip_all, fields(app_id, endpoint))]
-    pub async fn create_visitor_session(&self, app_id: &str, endpoint: &str, who: VisitorIdentity) -> Result<VisitorSession, Error> {
-        let chat = self.resolve_endpoint(endpoint).await.ok().filter(|c| c.app_id == app_id);
-        let chat = chat.ok_or_else(|| Error::not_found(format!("no chat endpoint {endpoint:?} in this app")))?;
+    pub async fn create_visitor_session(
+        &self,
+        app_id: &str,
+        endpoint: &str,
+        who: VisitorIdentity,
+    ) -> Result<VisitorSession, Error> {
+        let chat = self
+            .resolve_endpoint(endpoint)
+            .await
+            .ok()
+            .filter(|c| c.app_id == app_id);
+        let chat = chat.ok_or_else(|| {
+            Error::not_found(format!("no chat endpoint {endpoint:?} in this app"))
+        })?;
         if !chat.open {
-            return Err(Error::new(ErrorCode::EndpointClosed, "this chat is not available"));
+            return Err(Error::new(
+                ErrorCode::EndpointClosed,
+                "this chat is not available",
+            ));
         }
         let now = self.now();
         let session_id = secrets::new_id("vs_", 20);
@@ -114,18 +135,64 @@ impl Identity {
             VisitorIdentity::Anonymous { display_name } => {
                 let display_name = validate::display_name("display_name", &display_name)?;
                 let visitor_id = secrets::new_id("v_", 16);
-                self.store.insert_visitor_session(&session_id, &visitor_id, Some(&display_name), app_id, endpoint, now, expires_at).await?;
-                Visitor { visitor_id, display_name, verified: false, external_id: None, member_id: None }
+                self.store
+                    .insert_visitor_session(&NewVisitorSession {
+                        session_id: &session_id,
+                        visitor_id: &visitor_id,
+                        anonymous_name: Some(&display_name),
+                        app_id,
+                        endpoint,
+                        now,
+                        expires_at,
+                    })
+                    .await?;
+                Visitor {
+                    visitor_id,
+                    display_name,
+                    verified: false,
+                    external_id: None,
+                    member_id: None,
+                }
             }
             VisitorIdentity::Asserted { assertion } => {
                 let claims = self.verify_assertion(app_id, &assertion).await?;
-                let display_name = validate::display_name("name", &claims.name).map_err(|e| invalid_assertion(&e.message))?;
-                let external_id = validate::external_id(&claims.sub).map_err(|e| invalid_assertion(&e.message))?;
-                let visitor_id =
-                    self.store.upsert_verified_visitor(&secrets::new_id("v_", 16), app_id, &external_id, &display_name, now).await?;
-                self.store.insert_visitor_session(&session_id, &visitor_id, None, app_id, endpoint, now, expires_at).await?;
-                let member_id = self.store.member_by_external_id(app_id, &external_id).await?.map(|m| m.member_id);
-                Visitor { visitor_id, display_name, verified: true, external_id: Some(external_id), member_id }
+                let display_name = validate::display_name("name", &claims.name)
+                    .map_err(|e| invalid_assertion(&e.message))?;
+                let external_id = validate::external_id(&claims.sub)
+                    .map_err(|e| invalid_assertion(&e.message))?;
+                let visitor_id = self
+                    .store
+                    .upsert_verified_visitor(
+                        &secrets::new_id("v_", 16),
+                        app_id,
+                        &external_id,
+                        &display_name,
+                        now,
+                    )
+                    .await?;
+                self.store
+                    .insert_visitor_session(&NewVisitorSession {
+                        session_id: &session_id,
+                        visitor_id: &visitor_id,
+                        anonymous_name: None,
+                        app_id,
+                        endpoint,
+                        now,
+                        expires_at,
+                    })
+                    .await?;
+                let member_id = self
+                    .store
+                    .member_by_external_id(app_id, &external_id)
+                    .await?
+                    .map(|m| m.member_id);
+                Visitor {
+                    visitor_id,
+                    display_name,
+                    verified: true,
+                    external_id: Some(external_id),
+                    member_id,
+                }
             }
         };
         let claims = Claims {
@@ -143,14 +210,23 @@ impl Identity {
             jti: session_id,
         };
         let session_token = self.sign_access_token(&claims).await?;
-        Ok(VisitorSession { session_token, visitor, expires_in: u64::try_from(expires_at - now).unwrap_or_default() })
+        Ok(VisitorSession {
+            session_token,
+            visitor,
+            expires_in: u64::try_from(expires_at - now).unwrap_or_default(),
+        })
     }
 
     /// Checks an identity assertion: HS256 with one of the app's active identity keys
     /// (the one its `kid` names, else each in turn), `aud` the app, `exp` at most 24 h
     /// after `iat`, and neither expired nor issued in the future beyond the skew.
-    async fn verify_assertion(&self, app_id: &str, assertion: &str) -> Result<AssertionClaims, Error> {
-        let header = jsonwebtoken::decode_header(assertion).map_err(|_| invalid_assertion("not a JWT"))?;
+    async fn verify_assertion(
+        &self,
+        app_id: &str,
+        assertion: &str,
+    ) -> Result<AssertionClaims, Error> {
+        let header =
+            jsonwebtoken::decode_header(assertion).map_err(|_| invalid_assertion("not a JWT"))?;
         if header.alg != Algorithm::HS256 {
             return Err(invalid_assertion("the algorithm must be HS256"));
         }
@@ -169,12 +245,20 @@ impl Identity {
         validation.validate_exp = false;
         let mut last_error = invalid_assertion("bad signature");
         for key in candidates {
-            match jsonwebtoken::decode::<AssertionClaims>(assertion, &DecodingKey::from_secret(key.secret.as_bytes()), &validation) {
+            match jsonwebtoken::decode::<AssertionClaims>(
+                assertion,
+                &DecodingKey::from_secret(key.secret.as_bytes()),
+                &validation,
+            ) {
                 Ok(data) => return self.check_assertion_times(data.claims),
                 Err(e) => {
                     last_error = match e.kind() {
-                        jsonwebtoken::errors::ErrorKind::InvalidSignature => invalid_assertion("bad signature"),
-                        jsonwebtoken::errors::ErrorKind::InvalidAudience => invalid_assertion("aud is not this app"),
+                        jsonwebtoken::errors::ErrorKind::InvalidSignature => {
+                            invalid_assertion("bad signature")
+                        }
+                        jsonwebtoken::errors::ErrorKind::InvalidAudience => {
+                            invalid_assertion("aud is not this app")
+                        }
                         _ => invalid_assertion(&e.to_string()),
                     };
                     if !matches!(e.kind(), jsonwebtoken::errors::ErrorKind::InvalidSignature) {

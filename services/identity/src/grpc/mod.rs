@@ -36,7 +36,11 @@ fn timestamp(seconds: i64) -> Option<prost_types::Timestamp> {
 }
 
 fn required<'a>(field: &str, value: &'a str) -> Result<&'a str, Status> {
-    if value.trim().is_empty() { Err(Error::invalid(field, "is required").into()) } else { Ok(value) }
+    if value.trim().is_empty() {
+        Err(Error::invalid(field, "is required").into())
+    } else {
+        Ok(value)
+    }
 }
 
 fn limits_from(pb: Option<pb::Limits>) -> Limits {
@@ -88,7 +92,11 @@ fn member_to(member: Member) -> pb::Member {
 }
 
 fn webhook_to(webhook: Webhook) -> pb::Webhook {
-    pb::Webhook { url: webhook.url, events: webhook.events, secret: webhook.secret }
+    pb::Webhook {
+        url: webhook.url,
+        events: webhook.events,
+        secret: webhook.secret,
+    }
 }
 
 fn consent_to(request: ConsentRequest) -> pb::ConsentRequest {
@@ -143,7 +151,11 @@ fn endpoint_to(endpoint: ChatEndpoint) -> pb::ChatEndpoint {
 }
 
 fn operator_session_to(session: OperatorSession) -> pb::OperatorSession {
-    pb::OperatorSession { access_token: session.access_token, expires_in: session.expires_in, member: Some(member_to(session.member)) }
+    pb::OperatorSession {
+        access_token: session.access_token,
+        expires_in: session.expires_in,
+        member: Some(member_to(session.member)),
+    }
 }
 
 fn pat_to(pat: PersonalAccessToken) -> pb::PersonalAccessToken {
@@ -168,7 +180,10 @@ fn jwk_to(key: PublicKey) -> pb::Jwk {
 
 #[tonic::async_trait]
 impl IdentityRpc for IdentityServer {
-    async fn create_app(&self, request: Request<pb::CreateAppRequest>) -> Rpc<pb::CreateAppResponse> {
+    async fn create_app(
+        &self,
+        request: Request<pb::CreateAppRequest>,
+    ) -> Rpc<pb::CreateAppResponse> {
         let r = request.into_inner();
         let created = self
             .identity
@@ -192,7 +207,9 @@ impl IdentityRpc for IdentityServer {
 
     async fn get_app(&self, request: Request<pb::GetAppRequest>) -> Rpc<pb::App> {
         let r = request.into_inner();
-        ok(app_to(self.identity.app(required("app_id", &r.app_id)?).await?))
+        ok(app_to(
+            self.identity.app(required("app_id", &r.app_id)?).await?,
+        ))
     }
 
     async fn update_app(&self, request: Request<pb::UpdateAppRequest>) -> Rpc<pb::App> {
@@ -206,25 +223,50 @@ impl IdentityRpc for IdentityServer {
             retention_days: r.retention_days,
             limits: r.limits.map(|l| limits_from(Some(l))),
         };
-        ok(app_to(self.identity.update_app(required("app_id", &r.app_id)?, update).await?))
+        ok(app_to(
+            self.identity
+                .update_app(required("app_id", &r.app_id)?, update)
+                .await?,
+        ))
     }
 
-    async fn delete_app(&self, request: Request<pb::DeleteAppRequest>) -> Rpc<pb::DeleteAppResponse> {
-        self.identity.delete_app(required("app_id", &request.into_inner().app_id)?).await?;
+    async fn delete_app(
+        &self,
+        request: Request<pb::DeleteAppRequest>,
+    ) -> Rpc<pb::DeleteAppResponse> {
+        self.identity
+            .delete_app(required("app_id", &request.into_inner().app_id)?)
+            .await?;
         ok(pb::DeleteAppResponse {})
     }
 
     async fn authenticate_app(&self, request: Request<pb::AuthenticateAppRequest>) -> Rpc<pb::App> {
-        ok(app_to(self.identity.authenticate_app(&request.into_inner().api_secret).await?))
+        ok(app_to(
+            self.identity
+                .authenticate_app(&request.into_inner().api_secret)
+                .await?,
+        ))
     }
 
-    async fn rotate_api_secret(&self, request: Request<pb::RotateApiSecretRequest>) -> Rpc<pb::RotateApiSecretResponse> {
-        let api_secret = self.identity.rotate_api_secret(required("app_id", &request.into_inner().app_id)?).await?;
+    async fn rotate_api_secret(
+        &self,
+        request: Request<pb::RotateApiSecretRequest>,
+    ) -> Rpc<pb::RotateApiSecretResponse> {
+        let api_secret = self
+            .identity
+            .rotate_api_secret(required("app_id", &request.into_inner().app_id)?)
+            .await?;
         ok(pb::RotateApiSecretResponse { api_secret })
     }
 
-    async fn rotate_identity_key(&self, request: Request<pb::RotateIdentityKeyRequest>) -> Rpc<pb::RotateIdentityKeyResponse> {
-        let (key, previous) = self.identity.rotate_identity_key(required("app_id", &request.into_inner().app_id)?).await?;
+    async fn rotate_identity_key(
+        &self,
+        request: Request<pb::RotateIdentityKeyRequest>,
+    ) -> Rpc<pb::RotateIdentityKeyResponse> {
+        let (key, previous) = self
+            .identity
+            .rotate_identity_key(required("app_id", &request.into_inner().app_id)?)
+            .await?;
         ok(pb::RotateIdentityKeyResponse {
             identity_key: key.secret,
             identity_key_id: key.key_id,
@@ -234,25 +276,50 @@ impl IdentityRpc for IdentityServer {
 
     async fn set_webhook(&self, request: Request<pb::SetWebhookRequest>) -> Rpc<pb::Webhook> {
         let r = request.into_inner();
-        ok(webhook_to(self.identity.set_webhook(required("app_id", &r.app_id)?, &r.url, &r.events).await?))
+        ok(webhook_to(
+            self.identity
+                .set_webhook(required("app_id", &r.app_id)?, &r.url, &r.events)
+                .await?,
+        ))
     }
 
     async fn get_webhook(&self, request: Request<pb::GetWebhookRequest>) -> Rpc<pb::Webhook> {
-        ok(webhook_to(self.identity.webhook(required("app_id", &request.into_inner().app_id)?).await?))
+        ok(webhook_to(
+            self.identity
+                .webhook(required("app_id", &request.into_inner().app_id)?)
+                .await?,
+        ))
     }
 
     async fn create_member(&self, request: Request<pb::CreateMemberRequest>) -> Rpc<pb::Member> {
         let r = request.into_inner();
-        ok(member_to(self.identity.create_member(required("app_id", &r.app_id)?, &r.external_id, &r.display_name, &r.email).await?))
+        ok(member_to(
+            self.identity
+                .create_member(
+                    required("app_id", &r.app_id)?,
+                    &r.external_id,
+                    &r.display_name,
+                    &r.email,
+                )
+                .await?,
+        ))
     }
 
     async fn get_member(&self, request: Request<pb::GetMemberRequest>) -> Rpc<pb::Member> {
         let r = request.into_inner();
         let app_id = required("app_id", &r.app_id)?;
         let member = match r.key {
-            Some(pb::get_member_request::Key::ExternalId(external_id)) => self.identity.member(app_id, &external_id).await?,
-            Some(pb::get_member_request::Key::MemberId(member_id)) => self.identity.member_by_id(app_id, &member_id).await?,
-            None => return Err(Error::invalid("key", "name the member by external_id or member_id").into()),
+            Some(pb::get_member_request::Key::ExternalId(external_id)) => {
+                self.identity.member(app_id, &external_id).await?
+            }
+            Some(pb::get_member_request::Key::MemberId(member_id)) => {
+                self.identity.member_by_id(app_id, &member_id).await?
+            }
+            None => {
+                return Err(
+                    Error::invalid("key", "name the member by external_id or member_id").into(),
+                );
+            }
         };
         ok(member_to(member))
     }
@@ -261,18 +328,32 @@ impl IdentityRpc for IdentityServer {
         let r = request.into_inner();
         let member = self
             .identity
-            .update_member(required("app_id", &r.app_id)?, &r.external_id, r.display_name.as_deref(), r.email.as_deref())
+            .update_member(
+                required("app_id", &r.app_id)?,
+                &r.external_id,
+                r.display_name.as_deref(),
+                r.email.as_deref(),
+            )
             .await?;
         ok(member_to(member))
     }
 
-    async fn delete_member(&self, request: Request<pb::DeleteMemberRequest>) -> Rpc<pb::DeleteMemberResponse> {
+    async fn delete_member(
+        &self,
+        request: Request<pb::DeleteMemberRequest>,
+    ) -> Rpc<pb::DeleteMemberResponse> {
         let r = request.into_inner();
-        let member_id = self.identity.delete_member(required("app_id", &r.app_id)?, &r.external_id).await?;
+        let member_id = self
+            .identity
+            .delete_member(required("app_id", &r.app_id)?, &r.external_id)
+            .await?;
         ok(pb::DeleteMemberResponse { member_id })
     }
 
-    async fn create_consent_request(&self, request: Request<pb::CreateConsentRequestRequest>) -> Rpc<pb::ConsentRequest> {
+    async fn create_consent_request(
+        &self,
+        request: Request<pb::CreateConsentRequestRequest>,
+    ) -> Rpc<pb::ConsentRequest> {
         let r = request.into_inner();
         let consent = self
             .identity
@@ -288,42 +369,93 @@ impl IdentityRpc for IdentityServer {
         ok(consent_to(consent))
     }
 
-    async fn get_consent_request(&self, request: Request<pb::GetConsentRequestRequest>) -> Rpc<pb::ConsentRequest> {
-        ok(consent_to(self.identity.consent_request(required("request", &request.into_inner().request)?).await?))
+    async fn get_consent_request(
+        &self,
+        request: Request<pb::GetConsentRequestRequest>,
+    ) -> Rpc<pb::ConsentRequest> {
+        ok(consent_to(
+            self.identity
+                .consent_request(required("request", &request.into_inner().request)?)
+                .await?,
+        ))
     }
 
-    async fn decide_consent(&self, request: Request<pb::DecideConsentRequest>) -> Rpc<pb::DecideConsentResponse> {
+    async fn decide_consent(
+        &self,
+        request: Request<pb::DecideConsentRequest>,
+    ) -> Rpc<pb::DecideConsentResponse> {
         let r = request.into_inner();
-        let redirect_url = self.identity.decide_consent(required("request", &r.request)?, r.approve, &r.csrf_token).await?;
+        let redirect_url = self
+            .identity
+            .decide_consent(required("request", &r.request)?, r.approve, &r.csrf_token)
+            .await?;
         ok(pb::DecideConsentResponse { redirect_url })
     }
 
-    async fn exchange_authorization_code(&self, request: Request<pb::ExchangeAuthorizationCodeRequest>) -> Rpc<pb::PermissionTokenResponse> {
+    async fn exchange_authorization_code(
+        &self,
+        request: Request<pb::ExchangeAuthorizationCodeRequest>,
+    ) -> Rpc<pb::PermissionTokenResponse> {
         let r = request.into_inner();
         let token = self
             .identity
-            .exchange_code(required("app_id", &r.app_id)?, required("code", &r.code)?, &r.code_verifier, &r.redirect_uri)
+            .exchange_code(
+                required("app_id", &r.app_id)?,
+                required("code", &r.code)?,
+                &r.code_verifier,
+                &r.redirect_uri,
+            )
             .await?;
         ok(token_to(token))
     }
 
-    async fn refresh_permission_token(&self, request: Request<pb::RefreshPermissionTokenRequest>) -> Rpc<pb::PermissionTokenResponse> {
+    async fn refresh_permission_token(
+        &self,
+        request: Request<pb::RefreshPermissionTokenRequest>,
+    ) -> Rpc<pb::PermissionTokenResponse> {
         let r = request.into_inner();
-        ok(token_to(self.identity.refresh(required("app_id", &r.app_id)?, required("refresh_token", &r.refresh_token)?).await?))
+        ok(token_to(
+            self.identity
+                .refresh(
+                    required("app_id", &r.app_id)?,
+                    required("refresh_token", &r.refresh_token)?,
+                )
+                .await?,
+        ))
     }
 
-    async fn get_permission(&self, request: Request<pb::GetPermissionRequest>) -> Rpc<pb::Permission> {
+    async fn get_permission(
+        &self,
+        request: Request<pb::GetPermissionRequest>,
+    ) -> Rpc<pb::Permission> {
         let r = request.into_inner();
-        ok(permission_to(self.identity.permission(required("app_id", &r.app_id)?, &r.external_id).await?))
+        ok(permission_to(
+            self.identity
+                .permission(required("app_id", &r.app_id)?, &r.external_id)
+                .await?,
+        ))
     }
 
-    async fn revoke_permission(&self, request: Request<pb::RevokePermissionRequest>) -> Rpc<pb::Permission> {
+    async fn revoke_permission(
+        &self,
+        request: Request<pb::RevokePermissionRequest>,
+    ) -> Rpc<pb::Permission> {
         let r = request.into_inner();
-        ok(permission_to(self.identity.revoke_permission(required("app_id", &r.app_id)?, &r.external_id).await?))
+        ok(permission_to(
+            self.identity
+                .revoke_permission(required("app_id", &r.app_id)?, &r.external_id)
+                .await?,
+        ))
     }
 
-    async fn authenticate_permission_token(&self, request: Request<pb::AuthenticatePermissionTokenRequest>) -> Rpc<pb::PermissionTokenInfo> {
-        let info = self.identity.authenticate_permission_token(&request.into_inner().permission_token).await?;
+    async fn authenticate_permission_token(
+        &self,
+        request: Request<pb::AuthenticatePermissionTokenRequest>,
+    ) -> Rpc<pb::PermissionTokenInfo> {
+        let info = self
+            .identity
+            .authenticate_permission_token(&request.into_inner().permission_token)
+            .await?;
         ok(pb::PermissionTokenInfo {
             member: Some(member_to(info.member)),
             endpoint: info.endpoint,
@@ -332,27 +464,57 @@ impl IdentityRpc for IdentityServer {
         })
     }
 
-    async fn resolve_endpoint(&self, request: Request<pb::ResolveEndpointRequest>) -> Rpc<pb::ChatEndpoint> {
-        ok(endpoint_to(self.identity.resolve_endpoint(required("endpoint", &request.into_inner().endpoint)?).await?))
+    async fn resolve_endpoint(
+        &self,
+        request: Request<pb::ResolveEndpointRequest>,
+    ) -> Rpc<pb::ChatEndpoint> {
+        ok(endpoint_to(
+            self.identity
+                .resolve_endpoint(required("endpoint", &request.into_inner().endpoint)?)
+                .await?,
+        ))
     }
 
-    async fn resolve_endpoints(&self, request: Request<pb::ResolveEndpointsRequest>) -> Rpc<pb::ResolveEndpointsResponse> {
+    async fn resolve_endpoints(
+        &self,
+        request: Request<pb::ResolveEndpointsRequest>,
+    ) -> Rpc<pb::ResolveEndpointsResponse> {
         let r = request.into_inner();
         if r.endpoints.len() > 1000 {
             return Err(Error::invalid("endpoints", "at most 1000 at once").into());
         }
         let endpoints = self.identity.resolve_endpoints(&r.endpoints).await?;
-        ok(pb::ResolveEndpointsResponse { endpoints: endpoints.into_iter().map(endpoint_to).collect() })
+        ok(pb::ResolveEndpointsResponse {
+            endpoints: endpoints.into_iter().map(endpoint_to).collect(),
+        })
     }
 
-    async fn create_visitor_session(&self, request: Request<pb::CreateVisitorSessionRequest>) -> Rpc<pb::VisitorSession> {
+    async fn create_visitor_session(
+        &self,
+        request: Request<pb::CreateVisitorSessionRequest>,
+    ) -> Rpc<pb::VisitorSession> {
         let r = request.into_inner();
         let who = match r.who {
-            Some(pb::create_visitor_session_request::Who::DisplayName(display_name)) => VisitorIdentity::Anonymous { display_name },
-            Some(pb::create_visitor_session_request::Who::Assertion(assertion)) => VisitorIdentity::Asserted { assertion },
-            None => return Err(Error::invalid("display_name", "give a display_name or an assertion").into()),
+            Some(pb::create_visitor_session_request::Who::DisplayName(display_name)) => {
+                VisitorIdentity::Anonymous { display_name }
+            }
+            Some(pb::create_visitor_session_request::Who::Assertion(assertion)) => {
+                VisitorIdentity::Asserted { assertion }
+            }
+            None => {
+                return Err(
+                    Error::invalid("display_name", "give a display_name or an assertion").into(),
+                );
+            }
         };
-        let session = self.identity.create_visitor_session(required("app_id", &r.app_id)?, required("endpoint", &r.endpoint)?, who).await?;
+        let session = self
+            .identity
+            .create_visitor_session(
+                required("app_id", &r.app_id)?,
+                required("endpoint", &r.endpoint)?,
+                who,
+            )
+            .await?;
         ok(pb::VisitorSession {
             session_token: session.session_token,
             visitor: Some(pb::Visitor {
@@ -366,14 +528,29 @@ impl IdentityRpc for IdentityServer {
         })
     }
 
-    async fn create_login_link(&self, request: Request<pb::CreateLoginLinkRequest>) -> Rpc<pb::LoginLink> {
+    async fn create_login_link(
+        &self,
+        request: Request<pb::CreateLoginLinkRequest>,
+    ) -> Rpc<pb::LoginLink> {
         let r = request.into_inner();
-        let link = self.identity.create_login_link(required("app_id", &r.app_id)?, &r.external_id).await?;
-        ok(pb::LoginLink { login_token: link.login_token, expires_at: timestamp(link.expires_at) })
+        let link = self
+            .identity
+            .create_login_link(required("app_id", &r.app_id)?, &r.external_id)
+            .await?;
+        ok(pb::LoginLink {
+            login_token: link.login_token,
+            expires_at: timestamp(link.expires_at),
+        })
     }
 
-    async fn exchange_login_link(&self, request: Request<pb::ExchangeLoginLinkRequest>) -> Rpc<pb::OperatorSession> {
-        let session = self.identity.exchange_login_link(required("login_token", &request.into_inner().login_token)?).await?;
+    async fn exchange_login_link(
+        &self,
+        request: Request<pb::ExchangeLoginLinkRequest>,
+    ) -> Rpc<pb::OperatorSession> {
+        let session = self
+            .identity
+            .exchange_login_link(required("login_token", &request.into_inner().login_token)?)
+            .await?;
         ok(operator_session_to(session))
     }
 
@@ -382,9 +559,18 @@ impl IdentityRpc for IdentityServer {
         request: Request<pb::CreatePersonalAccessTokenRequest>,
     ) -> Rpc<pb::CreatePersonalAccessTokenResponse> {
         let r = request.into_inner();
-        let (token, pat) =
-            self.identity.create_personal_access_token(required("app_id", &r.app_id)?, required("member_id", &r.member_id)?, &r.name).await?;
-        ok(pb::CreatePersonalAccessTokenResponse { token, personal_access_token: Some(pat_to(pat)) })
+        let (token, pat) = self
+            .identity
+            .create_personal_access_token(
+                required("app_id", &r.app_id)?,
+                required("member_id", &r.member_id)?,
+                &r.name,
+            )
+            .await?;
+        ok(pb::CreatePersonalAccessTokenResponse {
+            token,
+            personal_access_token: Some(pat_to(pat)),
+        })
     }
 
     async fn list_personal_access_tokens(
@@ -392,8 +578,16 @@ impl IdentityRpc for IdentityServer {
         request: Request<pb::ListPersonalAccessTokensRequest>,
     ) -> Rpc<pb::ListPersonalAccessTokensResponse> {
         let r = request.into_inner();
-        let pats = self.identity.personal_access_tokens(required("app_id", &r.app_id)?, required("member_id", &r.member_id)?).await?;
-        ok(pb::ListPersonalAccessTokensResponse { tokens: pats.into_iter().map(pat_to).collect() })
+        let pats = self
+            .identity
+            .personal_access_tokens(
+                required("app_id", &r.app_id)?,
+                required("member_id", &r.member_id)?,
+            )
+            .await?;
+        ok(pb::ListPersonalAccessTokensResponse {
+            tokens: pats.into_iter().map(pat_to).collect(),
+        })
     }
 
     async fn revoke_personal_access_token(
@@ -402,21 +596,44 @@ impl IdentityRpc for IdentityServer {
     ) -> Rpc<pb::RevokePersonalAccessTokenResponse> {
         let r = request.into_inner();
         self.identity
-            .revoke_personal_access_token(required("app_id", &r.app_id)?, required("member_id", &r.member_id)?, required("id", &r.id)?)
+            .revoke_personal_access_token(
+                required("app_id", &r.app_id)?,
+                required("member_id", &r.member_id)?,
+                required("id", &r.id)?,
+            )
             .await?;
         ok(pb::RevokePersonalAccessTokenResponse {})
     }
 
-    async fn exchange_personal_access_token(&self, request: Request<pb::ExchangePersonalAccessTokenRequest>) -> Rpc<pb::OperatorSession> {
-        let session = self.identity.exchange_personal_access_token(required("token", &request.into_inner().token)?).await?;
+    async fn exchange_personal_access_token(
+        &self,
+        request: Request<pb::ExchangePersonalAccessTokenRequest>,
+    ) -> Rpc<pb::OperatorSession> {
+        let session = self
+            .identity
+            .exchange_personal_access_token(required("token", &request.into_inner().token)?)
+            .await?;
         ok(operator_session_to(session))
     }
 
     async fn get_jwks(&self, _request: Request<pb::GetJwksRequest>) -> Rpc<pb::Jwks> {
-        ok(pb::Jwks { keys: self.identity.jwks().await?.into_iter().map(jwk_to).collect() })
+        ok(pb::Jwks {
+            keys: self
+                .identity
+                .jwks()
+                .await?
+                .into_iter()
+                .map(jwk_to)
+                .collect(),
+        })
     }
 
-    async fn rotate_signing_key(&self, _request: Request<pb::RotateSigningKeyRequest>) -> Rpc<pb::RotateSigningKeyResponse> {
-        ok(pb::RotateSigningKeyResponse { kid: self.identity.rotate_signing_key().await? })
+    async fn rotate_signing_key(
+        &self,
+        _request: Request<pb::RotateSigningKeyRequest>,
+    ) -> Rpc<pb::RotateSigningKeyResponse> {
+        ok(pb::RotateSigningKeyResponse {
+            kid: self.identity.rotate_signing_key().await?,
+        })
     }
 }

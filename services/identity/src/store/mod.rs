@@ -9,7 +9,10 @@ use sqlx::{Any, FromRow, Transaction};
 
 /// The embedded migrations (the same portable SQL for both backends).
 pub fn migrations() -> Migrations {
-    Migrations { postgres: sqlx::migrate!("./migrations"), sqlite: sqlx::migrate!("./migrations") }
+    Migrations {
+        postgres: sqlx::migrate!("./migrations"),
+        sqlite: sqlx::migrate!("./migrations"),
+    }
 }
 
 /// Turns a database error into an API error: unique violations are conflicts, the rest
@@ -122,6 +125,18 @@ pub struct SigningKeyRow {
     pub retired_at: Option<i64>,
 }
 
+/// A visitor session to record.
+pub struct NewVisitorSession<'a> {
+    pub session_id: &'a str,
+    pub visitor_id: &'a str,
+    /// The name of an anonymous visitor, recorded with the session.
+    pub anonymous_name: Option<&'a str>,
+    pub app_id: &'a str,
+    pub endpoint: &'a str,
+    pub now: i64,
+    pub expires_at: i64,
+}
+
 /// A grant to issue: the hashes of its tokens and when it expires.
 pub struct NewGrant<'a> {
     pub grant_id: &'a str,
@@ -138,8 +153,10 @@ pub struct NewGrant<'a> {
 }
 
 const APP_COLUMNS: &str = "app_id, name, origins, privacy_url, logo_url, return_urls, retention_days, limits, webhook_url, webhook_events, webhook_secret, api_secret_hash, created_at, updated_at";
-const MEMBER_COLUMNS: &str = "member_id, app_id, external_id, display_name, email, endpoint, created_at, updated_at";
-const GRANT_COLUMNS: &str = "grant_id, app_id, member_id, scope, expires_at, created_at, revoked_at";
+const MEMBER_COLUMNS: &str =
+    "member_id, app_id, external_id, display_name, email, endpoint, created_at, updated_at";
+const GRANT_COLUMNS: &str =
+    "grant_id, app_id, member_id, scope, expires_at, created_at, revoked_at";
 const PAT_COLUMNS: &str = "id, app_id, member_id, name, created_at, last_used_at, revoked_at";
 
 /// The identity repository.
@@ -158,7 +175,11 @@ impl Store {
     }
 
     async fn begin(&self) -> Result<Transaction<'static, Any>, Error> {
-        self.db.pool().begin().await.map_err(|e| Error::internal(&e))
+        self.db
+            .pool()
+            .begin()
+            .await
+            .map_err(|e| Error::internal(&e))
     }
 
     // ---- apps ----
@@ -225,18 +246,31 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    pub async fn set_api_secret_hash(&self, app_id: &str, hash: &str, now: i64) -> Result<bool, Error> {
-        let done = sqlx::query("UPDATE apps SET api_secret_hash = $2, updated_at = $3 WHERE app_id = $1")
-            .bind(app_id)
-            .bind(hash)
-            .bind(now)
-            .execute(self.db.pool())
-            .await
-            .map_err(|e| Error::internal(&e))?;
+    pub async fn set_api_secret_hash(
+        &self,
+        app_id: &str,
+        hash: &str,
+        now: i64,
+    ) -> Result<bool, Error> {
+        let done =
+            sqlx::query("UPDATE apps SET api_secret_hash = $2, updated_at = $3 WHERE app_id = $1")
+                .bind(app_id)
+                .bind(hash)
+                .bind(now)
+                .execute(self.db.pool())
+                .await
+                .map_err(|e| Error::internal(&e))?;
         Ok(done.rows_affected() == 1)
     }
 
-    pub async fn set_webhook(&self, app_id: &str, url: &str, events: &str, secret: &str, now: i64) -> Result<bool, Error> {
+    pub async fn set_webhook(
+        &self,
+        app_id: &str,
+        url: &str,
+        events: &str,
+        secret: &str,
+        now: i64,
+    ) -> Result<bool, Error> {
         let done = sqlx::query("UPDATE apps SET webhook_url = $2, webhook_events = $3, webhook_secret = $4, updated_at = $5 WHERE app_id = $1")
             .bind(app_id)
             .bind(url)
@@ -261,7 +295,12 @@ impl Store {
     }
 
     /// Adds a new identity key; keeps the one before it, retires older ones.
-    pub async fn rotate_identity_key(&self, app_id: &str, key: &IdentityKeyRow, now: i64) -> Result<(), Error> {
+    pub async fn rotate_identity_key(
+        &self,
+        app_id: &str,
+        key: &IdentityKeyRow,
+        now: i64,
+    ) -> Result<(), Error> {
         let mut tx = self.begin().await?;
         insert_identity_key(&mut tx, app_id, key, now).await?;
         sqlx::query("UPDATE identity_keys SET retired_at = $3 WHERE app_id = $1 AND retired_at IS NULL AND generation < $2 - 1")
@@ -277,49 +316,68 @@ impl Store {
     // ---- members ----
 
     pub async fn insert_member(&self, member: &MemberRow) -> Result<(), Error> {
-        sqlx::query(&format!("INSERT INTO members ({MEMBER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"))
-            .bind(&member.member_id)
-            .bind(&member.app_id)
-            .bind(&member.external_id)
-            .bind(&member.display_name)
-            .bind(&member.email)
-            .bind(&member.endpoint)
-            .bind(member.created_at)
-            .bind(member.updated_at)
-            .execute(self.db.pool())
-            .await
-            .map_err(db_error("a member with this external_id"))?;
+        sqlx::query(&format!(
+            "INSERT INTO members ({MEMBER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+        ))
+        .bind(&member.member_id)
+        .bind(&member.app_id)
+        .bind(&member.external_id)
+        .bind(&member.display_name)
+        .bind(&member.email)
+        .bind(&member.endpoint)
+        .bind(member.created_at)
+        .bind(member.updated_at)
+        .execute(self.db.pool())
+        .await
+        .map_err(db_error("a member with this external_id"))?;
         Ok(())
     }
 
-    pub async fn member_by_external_id(&self, app_id: &str, external_id: &str) -> Result<Option<MemberRow>, Error> {
-        sqlx::query_as::<_, MemberRow>(&format!("SELECT {MEMBER_COLUMNS} FROM members WHERE app_id = $1 AND external_id = $2"))
-            .bind(app_id)
-            .bind(external_id)
-            .fetch_optional(self.db.pool())
-            .await
-            .map_err(|e| Error::internal(&e))
+    pub async fn member_by_external_id(
+        &self,
+        app_id: &str,
+        external_id: &str,
+    ) -> Result<Option<MemberRow>, Error> {
+        sqlx::query_as::<_, MemberRow>(&format!(
+            "SELECT {MEMBER_COLUMNS} FROM members WHERE app_id = $1 AND external_id = $2"
+        ))
+        .bind(app_id)
+        .bind(external_id)
+        .fetch_optional(self.db.pool())
+        .await
+        .map_err(|e| Error::internal(&e))
     }
 
     pub async fn member_by_id(&self, member_id: &str) -> Result<Option<MemberRow>, Error> {
-        sqlx::query_as::<_, MemberRow>(&format!("SELECT {MEMBER_COLUMNS} FROM members WHERE member_id = $1"))
-            .bind(member_id)
-            .fetch_optional(self.db.pool())
-            .await
-            .map_err(|e| Error::internal(&e))
+        sqlx::query_as::<_, MemberRow>(&format!(
+            "SELECT {MEMBER_COLUMNS} FROM members WHERE member_id = $1"
+        ))
+        .bind(member_id)
+        .fetch_optional(self.db.pool())
+        .await
+        .map_err(|e| Error::internal(&e))
     }
 
-    pub async fn members_by_endpoints(&self, endpoints: &[String]) -> Result<Vec<MemberRow>, Error> {
+    pub async fn members_by_endpoints(
+        &self,
+        endpoints: &[String],
+    ) -> Result<Vec<MemberRow>, Error> {
         if endpoints.is_empty() {
             return Ok(Vec::new());
         }
         let placeholders: Vec<String> = (1..=endpoints.len()).map(|i| format!("${i}")).collect();
-        let sql = format!("SELECT {MEMBER_COLUMNS} FROM members WHERE endpoint IN ({})", placeholders.join(", "));
+        let sql = format!(
+            "SELECT {MEMBER_COLUMNS} FROM members WHERE endpoint IN ({})",
+            placeholders.join(", ")
+        );
         let mut query = sqlx::query_as::<_, MemberRow>(&sql);
         for endpoint in endpoints {
             query = query.bind(endpoint);
         }
-        query.fetch_all(self.db.pool()).await.map_err(|e| Error::internal(&e))
+        query
+            .fetch_all(self.db.pool())
+            .await
+            .map_err(|e| Error::internal(&e))
     }
 
     pub async fn update_member(&self, member: &MemberRow) -> Result<bool, Error> {
@@ -368,23 +426,37 @@ impl Store {
     const CONSENT_COLUMNS: &str = "request_hash, app_id, member_id, return_url, state, code_challenge, csrf_token, expires_at, decided_at, code_expires_at, code_used_at";
 
     pub async fn consent_request(&self, request_hash: &str) -> Result<Option<ConsentRow>, Error> {
-        sqlx::query_as::<_, ConsentRow>(&format!("SELECT {} FROM consent_requests WHERE request_hash = $1", Self::CONSENT_COLUMNS))
-            .bind(request_hash)
-            .fetch_optional(self.db.pool())
-            .await
-            .map_err(|e| Error::internal(&e))
+        sqlx::query_as::<_, ConsentRow>(&format!(
+            "SELECT {} FROM consent_requests WHERE request_hash = $1",
+            Self::CONSENT_COLUMNS
+        ))
+        .bind(request_hash)
+        .fetch_optional(self.db.pool())
+        .await
+        .map_err(|e| Error::internal(&e))
     }
 
-    pub async fn consent_request_by_code(&self, code_hash: &str) -> Result<Option<ConsentRow>, Error> {
-        sqlx::query_as::<_, ConsentRow>(&format!("SELECT {} FROM consent_requests WHERE code_hash = $1", Self::CONSENT_COLUMNS))
-            .bind(code_hash)
-            .fetch_optional(self.db.pool())
-            .await
-            .map_err(|e| Error::internal(&e))
+    pub async fn consent_request_by_code(
+        &self,
+        code_hash: &str,
+    ) -> Result<Option<ConsentRow>, Error> {
+        sqlx::query_as::<_, ConsentRow>(&format!(
+            "SELECT {} FROM consent_requests WHERE code_hash = $1",
+            Self::CONSENT_COLUMNS
+        ))
+        .bind(code_hash)
+        .fetch_optional(self.db.pool())
+        .await
+        .map_err(|e| Error::internal(&e))
     }
 
     /// Records the member's decision once; false when it was already decided.
-    pub async fn decide_consent(&self, request_hash: &str, now: i64, code: Option<(&str, i64)>) -> Result<bool, Error> {
+    pub async fn decide_consent(
+        &self,
+        request_hash: &str,
+        now: i64,
+        code: Option<(&str, i64)>,
+    ) -> Result<bool, Error> {
         let done = sqlx::query(
             "UPDATE consent_requests SET decided_at = $2, code_hash = $3, code_expires_at = $4 WHERE request_hash = $1 AND decided_at IS NULL",
         )
@@ -412,12 +484,14 @@ impl Store {
             return Ok(false);
         }
         // A new grant supersedes the member's earlier ones.
-        sqlx::query("UPDATE grants SET revoked_at = $2 WHERE member_id = $1 AND revoked_at IS NULL")
-            .bind(grant.member_id)
-            .bind(grant.now)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| Error::internal(&e))?;
+        sqlx::query(
+            "UPDATE grants SET revoked_at = $2 WHERE member_id = $1 AND revoked_at IS NULL",
+        )
+        .bind(grant.member_id)
+        .bind(grant.now)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| Error::internal(&e))?;
         sqlx::query("UPDATE members SET endpoint = $2 WHERE member_id = $1 AND endpoint IS NULL")
             .bind(grant.member_id)
             .bind(grant.endpoint_if_new)
@@ -445,13 +519,19 @@ impl Store {
 
     /// Revokes the grant issued from a consent request (an authorization code was
     /// presented a second time).
-    pub async fn revoke_grants_of_request(&self, request_hash: &str, now: i64) -> Result<(), Error> {
-        sqlx::query("UPDATE grants SET revoked_at = $2 WHERE request_hash = $1 AND revoked_at IS NULL")
-            .bind(request_hash)
-            .bind(now)
-            .execute(self.db.pool())
-            .await
-            .map_err(|e| Error::internal(&e))?;
+    pub async fn revoke_grants_of_request(
+        &self,
+        request_hash: &str,
+        now: i64,
+    ) -> Result<(), Error> {
+        sqlx::query(
+            "UPDATE grants SET revoked_at = $2 WHERE request_hash = $1 AND revoked_at IS NULL",
+        )
+        .bind(request_hash)
+        .bind(now)
+        .execute(self.db.pool())
+        .await
+        .map_err(|e| Error::internal(&e))?;
         Ok(())
     }
 
@@ -476,28 +556,37 @@ impl Store {
         Ok(grants)
     }
 
-    pub async fn grant_by_access_token(&self, access_token_hash: &str) -> Result<Option<GrantRow>, Error> {
-        sqlx::query_as::<_, GrantRow>(&format!("SELECT {GRANT_COLUMNS} FROM grants WHERE access_token_hash = $1"))
-            .bind(access_token_hash)
-            .fetch_optional(self.db.pool())
-            .await
-            .map_err(|e| Error::internal(&e))
+    pub async fn grant_by_access_token(
+        &self,
+        access_token_hash: &str,
+    ) -> Result<Option<GrantRow>, Error> {
+        sqlx::query_as::<_, GrantRow>(&format!(
+            "SELECT {GRANT_COLUMNS} FROM grants WHERE access_token_hash = $1"
+        ))
+        .bind(access_token_hash)
+        .fetch_optional(self.db.pool())
+        .await
+        .map_err(|e| Error::internal(&e))
     }
 
     pub async fn grant(&self, grant_id: &str) -> Result<Option<GrantRow>, Error> {
-        sqlx::query_as::<_, GrantRow>(&format!("SELECT {GRANT_COLUMNS} FROM grants WHERE grant_id = $1"))
-            .bind(grant_id)
-            .fetch_optional(self.db.pool())
-            .await
-            .map_err(|e| Error::internal(&e))
+        sqlx::query_as::<_, GrantRow>(&format!(
+            "SELECT {GRANT_COLUMNS} FROM grants WHERE grant_id = $1"
+        ))
+        .bind(grant_id)
+        .fetch_optional(self.db.pool())
+        .await
+        .map_err(|e| Error::internal(&e))
     }
 
     pub async fn refresh_token(&self, token_hash: &str) -> Result<Option<RefreshRow>, Error> {
-        sqlx::query_as::<_, RefreshRow>("SELECT grant_id, used_at FROM refresh_tokens WHERE token_hash = $1")
-            .bind(token_hash)
-            .fetch_optional(self.db.pool())
-            .await
-            .map_err(|e| Error::internal(&e))
+        sqlx::query_as::<_, RefreshRow>(
+            "SELECT grant_id, used_at FROM refresh_tokens WHERE token_hash = $1",
+        )
+        .bind(token_hash)
+        .fetch_optional(self.db.pool())
+        .await
+        .map_err(|e| Error::internal(&e))
     }
 
     /// Spends a refresh token and gives its grant new tokens and a new expiry, in one
@@ -513,12 +602,14 @@ impl Store {
         now: i64,
     ) -> Result<bool, Error> {
         let mut tx = self.begin().await?;
-        let spent = sqlx::query("UPDATE refresh_tokens SET used_at = $2 WHERE token_hash = $1 AND used_at IS NULL")
-            .bind(old_refresh_hash)
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| Error::internal(&e))?;
+        let spent = sqlx::query(
+            "UPDATE refresh_tokens SET used_at = $2 WHERE token_hash = $1 AND used_at IS NULL",
+        )
+        .bind(old_refresh_hash)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| Error::internal(&e))?;
         let renewed = sqlx::query("UPDATE grants SET access_token_hash = $2, expires_at = $3 WHERE grant_id = $1 AND revoked_at IS NULL")
             .bind(grant_id)
             .bind(new_access_hash)
@@ -545,12 +636,14 @@ impl Store {
     }
 
     pub async fn revoke_member_grants(&self, member_id: &str, now: i64) -> Result<u64, Error> {
-        let done = sqlx::query("UPDATE grants SET revoked_at = $2 WHERE member_id = $1 AND revoked_at IS NULL")
-            .bind(member_id)
-            .bind(now)
-            .execute(self.db.pool())
-            .await
-            .map_err(|e| Error::internal(&e))?;
+        let done = sqlx::query(
+            "UPDATE grants SET revoked_at = $2 WHERE member_id = $1 AND revoked_at IS NULL",
+        )
+        .bind(member_id)
+        .bind(now)
+        .execute(self.db.pool())
+        .await
+        .map_err(|e| Error::internal(&e))?;
         Ok(done.rows_affected())
     }
 
@@ -558,7 +651,14 @@ impl Store {
 
     /// The visitor id of a verified visitor, created on first sight and renamed when
     /// the CMS gives a new screen name.
-    pub async fn upsert_verified_visitor(&self, visitor_id: &str, app_id: &str, external_id: &str, name: &str, now: i64) -> Result<String, Error> {
+    pub async fn upsert_verified_visitor(
+        &self,
+        visitor_id: &str,
+        app_id: &str,
+        external_id: &str,
+        name: &str,
+        now: i64,
+    ) -> Result<String, Error> {
         let row: (String,) = sqlx::query_as(
             "INSERT INTO visitors (visitor_id, app_id, external_id, display_name, created_at) VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (app_id, external_id) DO UPDATE SET display_name = excluded.display_name RETURNING visitor_id",
@@ -574,35 +674,30 @@ impl Store {
         Ok(row.0)
     }
 
-    /// Records an anonymous visitor (when `external_id` is None) and the new session.
+    /// Records the new session, and the visitor too when they are anonymous (a
+    /// verified visitor was recorded by [`Store::upsert_verified_visitor`]).
     pub async fn insert_visitor_session(
         &self,
-        session_id: &str,
-        visitor_id: &str,
-        anonymous_name: Option<&str>,
-        app_id: &str,
-        endpoint: &str,
-        now: i64,
-        expires_at: i64,
+        session: &NewVisitorSession<'_>,
     ) -> Result<(), Error> {
         let mut tx = self.begin().await?;
-        if let Some(name) = anonymous_name {
+        if let Some(name) = session.anonymous_name {
             sqlx::query("INSERT INTO visitors (visitor_id, app_id, display_name, created_at) VALUES ($1, $2, $3, $4)")
-                .bind(visitor_id)
-                .bind(app_id)
+                .bind(session.visitor_id)
+                .bind(session.app_id)
                 .bind(name)
-                .bind(now)
+                .bind(session.now)
                 .execute(&mut *tx)
                 .await
                 .map_err(db_error("visitor"))?;
         }
         sqlx::query("INSERT INTO visitor_sessions (session_id, visitor_id, app_id, endpoint, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)")
-            .bind(session_id)
-            .bind(visitor_id)
-            .bind(app_id)
-            .bind(endpoint)
-            .bind(now)
-            .bind(expires_at)
+            .bind(session.session_id)
+            .bind(session.visitor_id)
+            .bind(session.app_id)
+            .bind(session.endpoint)
+            .bind(session.now)
+            .bind(session.expires_at)
             .execute(&mut *tx)
             .await
             .map_err(db_error("visitor session"))?;
@@ -611,7 +706,13 @@ impl Store {
 
     // ---- operator sign-in ----
 
-    pub async fn insert_login_link(&self, token_hash: &str, app_id: &str, member_id: &str, expires_at: i64) -> Result<(), Error> {
+    pub async fn insert_login_link(
+        &self,
+        token_hash: &str,
+        app_id: &str,
+        member_id: &str,
+        expires_at: i64,
+    ) -> Result<(), Error> {
         sqlx::query("INSERT INTO login_links (token_hash, app_id, member_id, expires_at) VALUES ($1, $2, $3, $4)")
             .bind(token_hash)
             .bind(app_id)
@@ -624,21 +725,25 @@ impl Store {
     }
 
     pub async fn login_link(&self, token_hash: &str) -> Result<Option<LoginLinkRow>, Error> {
-        sqlx::query_as::<_, LoginLinkRow>("SELECT app_id, member_id, expires_at, used_at FROM login_links WHERE token_hash = $1")
-            .bind(token_hash)
-            .fetch_optional(self.db.pool())
-            .await
-            .map_err(|e| Error::internal(&e))
+        sqlx::query_as::<_, LoginLinkRow>(
+            "SELECT app_id, member_id, expires_at, used_at FROM login_links WHERE token_hash = $1",
+        )
+        .bind(token_hash)
+        .fetch_optional(self.db.pool())
+        .await
+        .map_err(|e| Error::internal(&e))
     }
 
     /// Spends a login link; false when it was spent meanwhile.
     pub async fn use_login_link(&self, token_hash: &str, now: i64) -> Result<bool, Error> {
-        let done = sqlx::query("UPDATE login_links SET used_at = $2 WHERE token_hash = $1 AND used_at IS NULL")
-            .bind(token_hash)
-            .bind(now)
-            .execute(self.db.pool())
-            .await
-            .map_err(|e| Error::internal(&e))?;
+        let done = sqlx::query(
+            "UPDATE login_links SET used_at = $2 WHERE token_hash = $1 AND used_at IS NULL",
+        )
+        .bind(token_hash)
+        .bind(now)
+        .execute(self.db.pool())
+        .await
+        .map_err(|e| Error::internal(&e))?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -669,11 +774,13 @@ impl Store {
     }
 
     pub async fn pat_by_token(&self, token_hash: &str) -> Result<Option<PatRow>, Error> {
-        sqlx::query_as::<_, PatRow>(&format!("SELECT {PAT_COLUMNS} FROM personal_access_tokens WHERE token_hash = $1"))
-            .bind(token_hash)
-            .fetch_optional(self.db.pool())
-            .await
-            .map_err(|e| Error::internal(&e))
+        sqlx::query_as::<_, PatRow>(&format!(
+            "SELECT {PAT_COLUMNS} FROM personal_access_tokens WHERE token_hash = $1"
+        ))
+        .bind(token_hash)
+        .fetch_optional(self.db.pool())
+        .await
+        .map_err(|e| Error::internal(&e))
     }
 
     pub async fn touch_pat(&self, id: &str, now: i64) -> Result<(), Error> {
@@ -724,22 +831,32 @@ impl Store {
             .execute(&mut *tx)
             .await
             .map_err(db_error("signing key generation"))?;
-        sqlx::query("UPDATE signing_keys SET retired_at = $2 WHERE generation < $1 AND retired_at IS NULL")
-            .bind(key.generation)
-            .bind(key.created_at)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| Error::internal(&e))?;
+        sqlx::query(
+            "UPDATE signing_keys SET retired_at = $2 WHERE generation < $1 AND retired_at IS NULL",
+        )
+        .bind(key.generation)
+        .bind(key.created_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| Error::internal(&e))?;
         tx.commit().await.map_err(|e| Error::internal(&e))
     }
 
     /// Whether the database answers.
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
-        sqlx::query("SELECT 1").fetch_one(self.db.pool()).await.map(|_: AnyRow| ())
+        sqlx::query("SELECT 1")
+            .fetch_one(self.db.pool())
+            .await
+            .map(|_: AnyRow| ())
     }
 }
 
-async fn insert_identity_key(tx: &mut Transaction<'static, Any>, app_id: &str, key: &IdentityKeyRow, now: i64) -> Result<(), Error> {
+async fn insert_identity_key(
+    tx: &mut Transaction<'static, Any>,
+    app_id: &str,
+    key: &IdentityKeyRow,
+    now: i64,
+) -> Result<(), Error> {
     sqlx::query("INSERT INTO identity_keys (app_id, key_id, secret, generation, created_at) VALUES ($1, $2, $3, $4, $5)")
         .bind(app_id)
         .bind(&key.key_id)
@@ -752,13 +869,20 @@ async fn insert_identity_key(tx: &mut Transaction<'static, Any>, app_id: &str, k
     Ok(())
 }
 
-async fn insert_refresh_token(tx: &mut Transaction<'static, Any>, token_hash: &str, grant_id: &str, now: i64) -> Result<(), Error> {
-    sqlx::query("INSERT INTO refresh_tokens (token_hash, grant_id, created_at) VALUES ($1, $2, $3)")
-        .bind(token_hash)
-        .bind(grant_id)
-        .bind(now)
-        .execute(&mut **tx)
-        .await
-        .map_err(db_error("refresh token"))?;
+async fn insert_refresh_token(
+    tx: &mut Transaction<'static, Any>,
+    token_hash: &str,
+    grant_id: &str,
+    now: i64,
+) -> Result<(), Error> {
+    sqlx::query(
+        "INSERT INTO refresh_tokens (token_hash, grant_id, created_at) VALUES ($1, $2, $3)",
+    )
+    .bind(token_hash)
+    .bind(grant_id)
+    .bind(now)
+    .execute(&mut **tx)
+    .await
+    .map_err(db_error("refresh token"))?;
     Ok(())
 }

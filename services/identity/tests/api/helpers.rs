@@ -49,15 +49,25 @@ pub async fn spawn(backend: Backend) -> TestIdentity {
         Backend::Postgres => testing::postgres().await,
         Backend::Sqlite => testing::sqlite(),
     };
-    palaver_identity::migrate(&db.url).await.expect("migrations");
+    palaver_identity::migrate(&db.url)
+        .await
+        .expect("migrations");
     let clock = Clock::default();
-    let service = IdentityService::build_with_clock(IdentityConfig::ephemeral(&db.url), clock.clone()).await.expect("identity builds");
+    let service =
+        IdentityService::build_with_clock(IdentityConfig::ephemeral(&db.url), clock.clone())
+            .await
+            .expect("identity builds");
     let url = format!("http://{}", service.grpc_addr());
     let admin = service.admin_addr();
     let shutdown = Shutdown::new();
     tokio::spawn(service.run_until_stopped(shutdown.clone()));
     let client = IdentityClient::new(balanced_channel(&url).expect("channel"));
-    TestIdentity { client, clock, admin, running: Arc::new(Running { shutdown, _db: db }) }
+    TestIdentity {
+        client,
+        clock,
+        admin,
+        running: Arc::new(Running { shutdown, _db: db }),
+    }
 }
 
 impl TestIdentity {
@@ -127,16 +137,28 @@ impl TestIdentity {
         let request = self.consent_request(app_id, external_id, &pkce).await;
         let redirect = self
             .client()
-            .decide_consent(pb::DecideConsentRequest { request: request.request, approve: true, csrf_token: request.csrf_token })
+            .decide_consent(pb::DecideConsentRequest {
+                request: request.request,
+                approve: true,
+                csrf_token: request.csrf_token,
+            })
             .await
             .expect("approve")
             .into_inner()
             .redirect_url;
         let code = query_param(&redirect, "code").expect("code in redirect");
-        ApprovedCode { code, verifier: pkce.verifier }
+        ApprovedCode {
+            code,
+            verifier: pkce.verifier,
+        }
     }
 
-    pub async fn consent_request(&self, app_id: &str, external_id: &str, pkce: &Pkce) -> pb::ConsentRequest {
+    pub async fn consent_request(
+        &self,
+        app_id: &str,
+        external_id: &str,
+        pkce: &Pkce,
+    ) -> pb::ConsentRequest {
         self.client()
             .create_consent_request(pb::CreateConsentRequestRequest {
                 app_id: app_id.into(),
@@ -153,7 +175,10 @@ impl TestIdentity {
 
     pub async fn permission(&self, app_id: &str, external_id: &str) -> pb::Permission {
         self.client()
-            .get_permission(pb::GetPermissionRequest { app_id: app_id.into(), external_id: external_id.into() })
+            .get_permission(pb::GetPermissionRequest {
+                app_id: app_id.into(),
+                external_id: external_id.into(),
+            })
             .await
             .expect("permission")
             .into_inner()
@@ -161,18 +186,27 @@ impl TestIdentity {
 
     pub async fn endpoint(&self, endpoint: &str) -> Result<pb::ChatEndpoint, Error> {
         self.client()
-            .resolve_endpoint(pb::ResolveEndpointRequest { endpoint: endpoint.into() })
+            .resolve_endpoint(pb::ResolveEndpointRequest {
+                endpoint: endpoint.into(),
+            })
             .await
             .map(|r| r.into_inner())
             .map_err(|s| Error::from_status(&s))
     }
 
-    pub async fn anonymous_session(&self, app_id: &str, endpoint: &str, name: &str) -> Result<pb::VisitorSession, Error> {
+    pub async fn anonymous_session(
+        &self,
+        app_id: &str,
+        endpoint: &str,
+        name: &str,
+    ) -> Result<pb::VisitorSession, Error> {
         self.client()
             .create_visitor_session(pb::CreateVisitorSessionRequest {
                 app_id: app_id.into(),
                 endpoint: endpoint.into(),
-                who: Some(pb::create_visitor_session_request::Who::DisplayName(name.into())),
+                who: Some(pb::create_visitor_session_request::Who::DisplayName(
+                    name.into(),
+                )),
             })
             .await
             .map(|r| r.into_inner())
@@ -193,14 +227,24 @@ pub struct Pkce {
 
 impl Pkce {
     pub fn new() -> Self {
-        let verifier = format!("verifier-{}", palaver_identity::domain::secrets::random_string(50));
+        let verifier = format!(
+            "verifier-{}",
+            palaver_identity::domain::secrets::random_string(50)
+        );
         let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
-        Pkce { verifier, challenge }
+        Pkce {
+            verifier,
+            challenge,
+        }
     }
 }
 
 pub fn query_param(url: &str, name: &str) -> Option<String> {
-    url::Url::parse(url).ok()?.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
+    url::Url::parse(url)
+        .ok()?
+        .query_pairs()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
 }
 
 /// The error code a failed call carried.

@@ -1,0 +1,27 @@
+# Palaver: the commands a developer and CI run. `make help` lists them.
+
+CARGO ?= cargo
+
+.PHONY: help run test lint deps bench fmt
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+run: ## Run Palaver on its embedded default (palaver up)
+	$(CARGO) run -p palaver -- up
+
+test: ## Run every test (PostgreSQL and NATS from PALAVER_TEST_*_URL, else started locally)
+	$(CARGO) nextest run --workspace --no-fail-fast
+
+lint: ## Format check and clippy with warnings as errors
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt: ## Format the code
+	$(CARGO) fmt --all
+
+deps: ## Install what the tests need when it is missing (idempotent)
+	bash scripts/deps.sh
+
+bench: ## Run the benchmarks and print their figures
+	$(CARGO) bench -p palaver-identity --bench identity

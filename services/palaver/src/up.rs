@@ -1,0 +1,108 @@
+//! `palaver up`: the embedded default. Every service that exists runs in this process
+//! on loopback ports, on SQLite files under the data directory; a demo app is created
+//! on first start and its details kept in `demo-app.json` beside the databases.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use palaver_identity::domain::apps::NewApp;
+use palaver_identity::{IdentityConfig, IdentityService};
+use palaver_kit::config::CommonConfig;
+use palaver_kit::shutdown::{Shutdown, trigger_on_signal};
+use serde::{Deserialize, Serialize};
+
+#[derive(clap::Args)]
+pub struct UpArgs {
+    /// Where the public HTTP API will listen.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Where the demo site will listen.
+    #[arg(long, default_value = "127.0.0.1:8090")]
+    demo_listen: SocketAddr,
+    /// Where the SQLite databases and the demo app's details are kept.
+    #[arg(long, default_value = "./palaver-data")]
+    data_dir: PathBuf,
+}
+
+/// The demo app's id and secrets, shown once by the API and so kept here.
+#[derive(Serialize, Deserialize)]
+struct DemoApp {
+    app_id: String,
+    api_secret: String,
+    identity_key: String,
+    identity_key_id: String,
+}
+
+pub async fn run(args: UpArgs) -> anyhow::Result<()> {
+    let _telemetry = palaver_kit::telemetry::init("palaver")?;
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating {}", args.data_dir.display()))?;
+    let identity_db = sqlite_url(&args.data_dir, "identity.db");
+    palaver_identity::migrate(&identity_db).await?;
+    let identity = IdentityService::build(IdentityConfig {
+        common: CommonConfig::ephemeral(),
+        ..IdentityConfig::ephemeral(&identity_db)
+    })
+    .await
+    .context("starting the identity service")?;
+    let demo = demo_app(&args, &identity).await?;
+
+    println!();
+    println!(
+        "Palaver is running on its embedded default (data in {}).",
+        args.data_dir.display()
+    );
+    println!("  identity (gRPC)  http://{}", identity.grpc_addr());
+    println!("  identity admin   http://{}/readyz", identity.admin_addr());
+    println!(
+        "  demo app         {} (secrets in {})",
+        demo.app_id,
+        args.data_dir.join("demo-app.json").display()
+    );
+    println!(
+        "The gateway (HTTP API on {}) and the demo site (on {}) join as they land.",
+        args.listen, args.demo_listen
+    );
+    println!("Press Ctrl-C to stop.");
+    println!();
+
+    let shutdown = Shutdown::new();
+    trigger_on_signal(&shutdown);
+    identity.run_until_stopped(shutdown).await
+}
+
+fn sqlite_url(dir: &Path, file: &str) -> String {
+    format!("sqlite://{}?mode=rwc", dir.join(file).display())
+}
+
+/// The demo app: read from the data directory, or created on first start.
+async fn demo_app(args: &UpArgs, identity: &IdentityService) -> anyhow::Result<DemoApp> {
+    let path = args.data_dir.join("demo-app.json");
+    if let Ok(raw) = std::fs::read(&path) {
+        return serde_json::from_slice(&raw).with_context(|| format!("reading {}", path.display()));
+    }
+    let demo_origin = format!("http://{}", args.demo_listen);
+    let created = identity
+        .identity()
+        .create_app(NewApp {
+            name: "Palaver demo site".into(),
+            origins: vec![demo_origin.clone()],
+            privacy_url: format!("{demo_origin}/privacy"),
+            logo_url: String::new(),
+            return_urls: vec![format!("{demo_origin}/account/palaver")],
+            retention_days: 30,
+            limits: Default::default(),
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("creating the demo app: {e}"))?;
+    let demo = DemoApp {
+        app_id: created.app.app_id,
+        api_secret: created.api_secret,
+        identity_key: created.identity_key,
+        identity_key_id: created.identity_key_id,
+    };
+    std::fs::write(&path, serde_json::to_vec_pretty(&demo)?)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(demo)
+}
