@@ -20,8 +20,13 @@ lint: ## Format check and clippy with warnings as errors
 fmt: ## Format the code
 	$(CARGO) fmt --all
 
-deps: ## Install what the tests need when it is missing (idempotent)
+deps: ## Install what the tests and helm-check need when it is missing (idempotent)
 	bash scripts/deps.sh
 
 bench: ## Run the benchmarks and print their figures
 	$(CARGO) bench -p palaver-identity --bench identity
+
+.PHONY: helm-check
+helm-check: ## Lint, render and validate helm/palaver and deploy/ (helm, kubernetes-validate, checkov)
+	bash scripts/deps.sh helm
+	bash helm/ci/check.sh
