@@ -84,6 +84,32 @@ impl IdentityConfig {
     }
 }
 
+/// What `palaver-identity [serve|migrate]` (and `palaver identity …`) does: reads the
+/// configuration from the environment, exiting with status 2 and a message naming the
+/// variable when it is bad, then serves until SIGTERM or SIGINT, or migrates.
+pub async fn run_command(command: Option<&str>) -> anyhow::Result<()> {
+    let config = IdentityConfig::from_env(&Env::process()).unwrap_or_else(|error| {
+        eprintln!("palaver-identity: {error}");
+        std::process::exit(2);
+    });
+    let _telemetry = palaver_kit::telemetry::init("palaver-identity")?;
+    match command {
+        None | Some("serve") => {
+            let service = IdentityService::build(config).await?;
+            let shutdown = Shutdown::new();
+            palaver_kit::shutdown::trigger_on_signal(&shutdown);
+            service.run_until_stopped(shutdown).await
+        }
+        Some("migrate") => migrate(&config.database_url)
+            .await
+            .context("migrations failed"),
+        Some(other) => {
+            eprintln!("palaver-identity: unknown command {other:?}; use `serve` or `migrate`");
+            std::process::exit(2);
+        }
+    }
+}
+
 /// Runs the migrations of the database at `database_url`.
 pub async fn migrate(database_url: &str) -> anyhow::Result<()> {
     let db = Database::connect(database_url)

@@ -1,15 +1,18 @@
 //! `palaver up`: the embedded default. Every service that exists runs in this process
-//! on loopback ports, on SQLite files under the data directory; a demo app is created
+//! on loopback ports, on SQLite files under the data directory and one in-process event
+//! bus; a demo app is created
 //! on first start and its details kept in `demo-app.json` beside the databases.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::Context;
 use palaver_identity::domain::apps::NewApp;
 use palaver_identity::{IdentityConfig, IdentityService};
-use palaver_kit::config::CommonConfig;
+use palaver_kit::bus::{EventBus, LocalBus};
 use palaver_kit::shutdown::{Shutdown, trigger_on_signal};
+use palaver_presence::{Backends, PresenceConfig, PresenceService};
 use serde::{Deserialize, Serialize};
 
 #[derive(clap::Args)]
@@ -40,12 +43,17 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
     let identity_db = sqlite_url(&args.data_dir, "identity.db");
     palaver_identity::migrate(&identity_db).await?;
-    let identity = IdentityService::build(IdentityConfig {
-        common: CommonConfig::ephemeral(),
-        ..IdentityConfig::ephemeral(&identity_db)
-    })
+    let identity = IdentityService::build(IdentityConfig::ephemeral(&identity_db))
+        .await
+        .context("starting the identity service")?;
+    let identity_url = format!("http://{}", identity.grpc_addr());
+    let bus: Arc<dyn EventBus> = Arc::new(LocalBus::new());
+    let presence = PresenceService::build(
+        PresenceConfig::ephemeral(&identity_url),
+        Backends::in_memory(bus.clone()),
+    )
     .await
-    .context("starting the identity service")?;
+    .context("starting the presence service")?;
     let demo = demo_app(&args, &identity).await?;
 
     println!();
@@ -55,6 +63,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     );
     println!("  identity (gRPC)  http://{}", identity.grpc_addr());
     println!("  identity admin   http://{}/readyz", identity.admin_addr());
+    println!("  presence (gRPC)  http://{}", presence.grpc_addr());
     println!(
         "  demo app         {} (secrets in {})",
         demo.app_id,
@@ -69,7 +78,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
 
     let shutdown = Shutdown::new();
     trigger_on_signal(&shutdown);
-    identity.run_until_stopped(shutdown).await
+    tokio::try_join!(
+        identity.run_until_stopped(shutdown.clone()),
+        presence.run_until_stopped(shutdown.clone())
+    )?;
+    Ok(())
 }
 
 fn sqlite_url(dir: &Path, file: &str) -> String {

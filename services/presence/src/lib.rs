@@ -189,6 +189,35 @@ impl Backends {
     }
 }
 
+/// What `palaver-presence [serve]` (and `palaver presence …`) does: reads the
+/// configuration from the environment, exiting with status 2 and a message naming the
+/// variable when it is bad, connects to NATS and serves until SIGTERM or SIGINT.
+pub async fn run_command(command: Option<&str>) -> anyhow::Result<()> {
+    let config = PresenceConfig::from_env(&Env::process()).unwrap_or_else(|error| {
+        eprintln!("palaver-presence: {error}");
+        std::process::exit(2);
+    });
+    if let Some(command) = command.filter(|c| *c != "serve") {
+        eprintln!("palaver-presence: unknown command {command:?}; use `serve`");
+        std::process::exit(2);
+    }
+    let _telemetry = palaver_kit::telemetry::init("palaver-presence")?;
+    let nats_url = config
+        .nats_url
+        .clone()
+        .context("PALAVER_NATS_URL must be set")?;
+    let backends = Backends::nats(
+        &nats_url,
+        palaver_kit::bus::DEFAULT_PREFIX,
+        config.kv.clone(),
+    )
+    .await?;
+    let service = PresenceService::build(config, backends).await?;
+    let shutdown = Shutdown::new();
+    palaver_kit::shutdown::trigger_on_signal(&shutdown);
+    service.run_until_stopped(shutdown).await
+}
+
 /// A bound, ready-to-run presence service.
 pub struct PresenceService {
     presence: Arc<Presence>,
