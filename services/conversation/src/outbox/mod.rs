@@ -1,0 +1,215 @@
+//! The transactional outbox and its relay.
+//!
+//! Every change writes its [`events`] into the `outbox` table in the transaction that
+//! makes the change, so an event exists exactly when its change does. The [`Relay`]
+//! publishes waiting events through the bus's `publish_durable` (the event id is the
+//! `Nats-Msg-Id`) and then marks them published by deleting them. A relay that dies
+//! between the two publishes again on its next start, and JetStream's de-duplication
+//! absorbs the repeat.
+//!
+//! Order: the events of one stream (a conversation) are published one after the other,
+//! in commit order, and a stream stops at its first failure, so nothing is published
+//! ahead of an event that failed; different streams are published concurrently. While
+//! NATS is down, every publish fails, the relay backs off and tries again, and the
+//! events wait in the table, committed.
+
+pub mod events;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use palaver_kit::Error;
+use palaver_kit::bus::{BusError, EventBus};
+use palaver_kit::shutdown::Shutdown;
+use tokio::sync::Notify;
+
+use crate::domain::Clock;
+use crate::store::{PendingEvent, Store};
+
+/// The most events one pass reads.
+const BATCH: u32 = 1000;
+/// Streams published at once.
+const CONCURRENT_STREAMS: usize = 64;
+/// How often the relay looks for events when nothing woke it (events committed by
+/// another replica).
+const POLL: Duration = Duration::from_millis(500);
+/// Backoff after a failed publish.
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// How often the backlog is measured.
+const HOUSEKEEPING: Duration = Duration::from_secs(10);
+
+/// What one pass did.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Pass {
+    /// Events published and marked.
+    pub published: usize,
+    /// The first publish that failed, if any did.
+    pub failed: Option<String>,
+    /// Whether the pass read a full batch (more may wait).
+    pub full: bool,
+}
+
+/// Publishes the outbox's events.
+#[derive(Clone)]
+pub struct Relay {
+    store: Store,
+    bus: Arc<dyn EventBus>,
+    clock: Clock,
+}
+
+impl Relay {
+    pub fn new(store: Store, bus: Arc<dyn EventBus>, clock: Clock) -> Self {
+        Relay { store, bus, clock }
+    }
+
+    /// The events waiting, in publishing order.
+    pub async fn pending(&self) -> Result<Vec<PendingEvent>, Error> {
+        self.store.pending_events(BATCH).await
+    }
+
+    /// Publishes `events` (each stream in order, streams concurrently) and returns the
+    /// ids published, and the first error.
+    pub async fn publish(&self, events: &[PendingEvent]) -> (Vec<String>, Option<BusError>) {
+        let mut streams: Vec<Vec<PendingEvent>> = Vec::new();
+        let mut index: HashMap<&str, usize> = HashMap::new();
+        for event in events {
+            let i = *index.entry(event.stream.as_str()).or_insert_with(|| {
+                streams.push(Vec::new());
+                streams.len() - 1
+            });
+            streams[i].push(event.clone());
+        }
+        let publishing = streams.into_iter().map(|stream| {
+            let bus = self.bus.clone();
+            async move {
+                let mut published = Vec::new();
+                for event in stream {
+                    let payload = bytes::Bytes::from(event.payload);
+                    match bus
+                        .publish_durable(&event.subject, &event.event_id, payload)
+                        .await
+                    {
+                        Ok(()) => published.push(event.event_id),
+                        Err(error) => return (published, Some(error)),
+                    }
+                }
+                (published, None)
+            }
+        });
+        let outcomes: Vec<(Vec<String>, Option<BusError>)> = futures::stream::iter(publishing)
+            .buffer_unordered(CONCURRENT_STREAMS)
+            .collect()
+            .await;
+        let mut published = Vec::new();
+        let mut first_error = None;
+        for (ids, error) in outcomes {
+            published.extend(ids);
+            if first_error.is_none() {
+                first_error = error;
+            }
+        }
+        (published, first_error)
+    }
+
+    /// Marks events published.
+    pub async fn mark_published(&self, event_ids: &[String]) -> Result<(), Error> {
+        let ids: Vec<&str> = event_ids.iter().map(String::as_str).collect();
+        self.store.mark_published(&ids).await
+    }
+
+    /// One pass: read the waiting events, publish them, mark those published.
+    #[tracing::instrument(skip(self))]
+    pub async fn relay_once(&self) -> Result<Pass, Error> {
+        let events = self.pending().await?;
+        if events.is_empty() {
+            return Ok(Pass::default());
+        }
+        let full = events.len() >= BATCH as usize;
+        let (published, error) = self.publish(&events).await;
+        self.mark_published(&published).await?;
+        metrics::counter!("palaver_conversation_events_published_total")
+            .increment(published.len() as u64);
+        metrics::histogram!("palaver_conversation_relay_batch_size").record(published.len() as f64);
+        let now = self.clock.now_ms();
+        let published_ids: HashSet<&str> = published.iter().map(String::as_str).collect();
+        for event in events
+            .iter()
+            .filter(|e| published_ids.contains(e.event_id.as_str()))
+        {
+            metrics::histogram!("palaver_conversation_outbox_lag_seconds")
+                .record((now - event.created_at).max(0) as f64 / 1000.0);
+        }
+        Ok(Pass {
+            published: published.len(),
+            failed: error.map(|e| palaver_kit::error::error_chain(&e)),
+            full,
+        })
+    }
+
+    /// Relays until `stop` triggers: after every commit (`wake`), every half second
+    /// otherwise, with a growing pause while publishing fails.
+    pub async fn run(self, wake: Arc<Notify>, stop: Shutdown) {
+        let mut backoff = MIN_BACKOFF;
+        let mut last_housekeeping = tokio::time::Instant::now();
+        let mut failing = false;
+        loop {
+            let pause = match self.relay_once().await {
+                Ok(Pass {
+                    failed: None, full, ..
+                }) => {
+                    if std::mem::take(&mut failing) {
+                        tracing::info!("publishing events again");
+                    }
+                    backoff = MIN_BACKOFF;
+                    if full { Duration::ZERO } else { POLL }
+                }
+                Ok(Pass {
+                    failed: Some(error),
+                    ..
+                }) => {
+                    if !std::mem::replace(&mut failing, true) {
+                        tracing::warn!(%error, "cannot publish events; they wait in the outbox");
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    backoff
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "cannot read the outbox");
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    backoff
+                }
+            };
+            if last_housekeeping.elapsed() >= HOUSEKEEPING {
+                last_housekeeping = tokio::time::Instant::now();
+                self.housekeeping().await;
+            }
+            if pause.is_zero() {
+                if stop.is_triggered() {
+                    return;
+                }
+                continue;
+            }
+            tokio::select! {
+                () = stop.wait() => return,
+                () = wake.notified(), if !failing => {}
+                () = tokio::time::sleep(pause) => {}
+            }
+        }
+    }
+
+    /// Reports the backlog: how many events wait, and for how long the oldest has.
+    async fn housekeeping(&self) {
+        match self.store.outbox_backlog().await {
+            Ok((count, oldest)) => {
+                metrics::gauge!("palaver_conversation_outbox_backlog").set(count as f64);
+                let age = oldest.map_or(0, |at| (self.clock.now_ms() - at).max(0));
+                metrics::gauge!("palaver_conversation_outbox_oldest_seconds")
+                    .set(age as f64 / 1000.0);
+            }
+            Err(error) => tracing::warn!(%error, "cannot measure the outbox"),
+        }
+    }
+}
