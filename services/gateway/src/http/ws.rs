@@ -1,0 +1,939 @@
+//! `GET /v1/ws`: the WebSocket of the widget, the console and the CLI (DESIGN.md,
+//! "WebSocket protocol").
+//!
+//! A connection is two tasks: the session (reads client frames, calls the services,
+//! turns bus events into frames) and the writer (sends frames, in order). Bus events
+//! reach the session through the process-wide [`fanout::Fanout`] and a bounded queue;
+//! when the queue is full the writer sends `error{code:"slow_consumer"}` and closes,
+//! and the client catches up with `resume`. Each socket delivers a message once (by
+//! sequence number per conversation), whether it came live or from `resume`.
+//!
+//! The first frame is `hello` with a visitor session token or an operator access token,
+//! verified locally. A visitor's socket must come from one of its app's origins; a
+//! socket without `Origin` is for operators only. An operator's socket is one presence
+//! device of the member ([`devices`]): `online` at hello, `presence.set` changes it, and
+//! it disconnects when the socket closes.
+
+pub mod devices;
+pub mod fanout;
+mod frames;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use http::HeaderMap;
+use palaver_kit::bus::Event;
+use palaver_kit::tokens::{Claims, TokenKind};
+use palaver_kit::{Error, ErrorCode};
+use palaver_proto::conversation::v1 as conv;
+use palaver_proto::events::v1 as events;
+use palaver_proto::identity::v1 as idpb;
+use palaver_proto::presence::v1 as presence;
+use prost::Message as _;
+use tokio::sync::mpsc;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::domain::limits::Limits;
+use crate::domain::origins;
+use crate::domain::status::Status;
+use crate::http::admin::overrides;
+use crate::http::cors::request_origin;
+use crate::http::error::ApiError;
+use crate::http::model::timestamp;
+use crate::http::presence::{proto_status, status_of, visitor_caller};
+use crate::identity::call;
+use crate::state::AppState;
+use fanout::{Outbox, SlowFlag, SocketId};
+use frames::{ClientFrame, ServerFrame, VisitorFrame, You};
+
+/// The largest frame or message a client may send: a message's 4,000 characters and
+/// their JSON with room to spare.
+const MAX_MESSAGE_BYTES: usize = 32 * 1024;
+/// Small socket buffers: many idle sockets per process.
+const READ_BUFFER_BYTES: usize = 8 * 1024;
+const WRITE_BUFFER_BYTES: usize = 8 * 1024;
+const MAX_WRITE_BUFFER_BYTES: usize = 64 * 1024;
+/// Frames the session may have waiting for the writer.
+const WRITER_QUEUE: usize = 64;
+/// How long a new socket has to say hello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the server pings; a client that has not answered the previous ping by
+/// the next one is dropped.
+const PING_EVERY: Duration = Duration::from_secs(25);
+/// How long a slow consumer gets to take its `slow_consumer` frame before it is cut.
+const SLOW_CONSUMER_GRACE: Duration = Duration::from_secs(5);
+/// The most endpoints one `presence.watch` may name.
+const MAX_WATCHED_ENDPOINTS: usize = 100;
+/// Messages per `ListMessages` page while resuming.
+const RESUME_PAGE: u32 = 200;
+
+/// The WebSocket route.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(websocket))
+}
+
+/// The WebSocket (JSON text frames; see DESIGN.md, "WebSocket protocol"). The first
+/// frame is `{"type":"hello","token":…}` with a visitor session token or an operator
+/// access token.
+#[utoipa::path(
+    get,
+    path = "/v1/ws",
+    tag = "realtime",
+    responses(
+        (status = 101, description = "Switching to the WebSocket protocol."),
+        (status = 400, description = "Not a WebSocket upgrade request (`invalid_argument`).",
+            body = super::error::ProblemSchema, content_type = "application/problem+json"),
+    )
+)]
+async fn websocket(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let upgrade = match upgrade {
+        Ok(upgrade) => upgrade,
+        Err(rejection) => {
+            return ApiError::from(Error::invalid(
+                "upgrade",
+                format!("GET /v1/ws is a WebSocket: {}", rejection.body_text()),
+            ))
+            .into_response();
+        }
+    };
+    let origin = request_origin(&headers).map(str::to_owned);
+    upgrade
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(WRITE_BUFFER_BYTES)
+        .max_write_buffer_size(MAX_WRITE_BUFFER_BYTES)
+        .max_message_size(MAX_MESSAGE_BYTES)
+        .max_frame_size(MAX_MESSAGE_BYTES)
+        .on_upgrade(move |socket| serve(state, socket, origin))
+}
+
+/// The connection ended (the client left, was dropped, or fell behind).
+struct Closed;
+
+/// Serves one socket until it closes.
+async fn serve(state: AppState, socket: WebSocket, origin: Option<String>) {
+    metrics::gauge!("palaver_gateway_ws_connections").increment(1.0);
+    let (sink, mut stream) = socket.split();
+    let (outbox, events, slow) = Outbox::new(state.ws_send_queue());
+    let (out, frames) = mpsc::channel(WRITER_QUEUE);
+    let writer = tokio::spawn(write(sink, frames, slow));
+    if let Some(mut session) = hello(&state, &mut stream, &out, origin, outbox).await {
+        session.run(&mut stream, events).await;
+        session.close().await;
+    }
+    drop(out);
+    let _ = writer.await;
+    metrics::gauge!("palaver_gateway_ws_connections").decrement(1.0);
+}
+
+/// Sends the session's frames in order; on a slow consumer, says so and closes.
+async fn write(
+    mut sink: futures::stream::SplitSink<WebSocket, Message>,
+    mut frames: mpsc::Receiver<Message>,
+    slow: Arc<SlowFlag>,
+) {
+    loop {
+        tokio::select! {
+            biased;
+            () = slow.raised() => break,
+            next = frames.recv() => {
+                let Some(frame) = next else {
+                    let _ = sink.close().await;
+                    return;
+                };
+                tokio::select! {
+                    biased;
+                    () = slow.raised() => break,
+                    sent = sink.send(frame) => if sent.is_err() { return },
+                }
+            }
+        }
+    }
+    let frame = ServerFrame::error(
+        ErrorCode::SlowConsumer.as_str(),
+        "the connection fell behind; reconnect and resume",
+        None,
+    );
+    let _ = tokio::time::timeout(SLOW_CONSUMER_GRACE, async {
+        sink.send(Message::text(frame.to_json())).await?;
+        sink.close().await
+    })
+    .await;
+}
+
+async fn send(out: &mpsc::Sender<Message>, frame: &ServerFrame) -> Result<(), Closed> {
+    out.send(Message::text(frame.to_json()))
+        .await
+        .map_err(|_| Closed)
+}
+
+/// Waits for `hello`, checks the token and the origin; the session, or `None` when the
+/// socket is refused (it was told why).
+async fn hello(
+    state: &AppState,
+    stream: &mut futures::stream::SplitStream<WebSocket>,
+    out: &mpsc::Sender<Message>,
+    origin: Option<String>,
+    outbox: Outbox,
+) -> Option<Session> {
+    let refuse = |error: Error| async move {
+        let _ = send(out, &error_frame(&error, None)).await;
+    };
+    let first = tokio::time::timeout(HELLO_TIMEOUT, next_text(stream)).await;
+    let token = match first {
+        Ok(Some(Ok(text))) => match serde_json::from_str::<ClientFrame>(&text) {
+            Ok(ClientFrame::Hello { token }) => token,
+            _ => {
+                refuse(Error::invalid(
+                    "type",
+                    "the first frame must be {\"type\":\"hello\",\"token\":…}",
+                ))
+                .await;
+                return None;
+            }
+        },
+        Ok(Some(Err(error))) => {
+            refuse(error).await;
+            return None;
+        }
+        Ok(None) => return None,
+        Err(_) => {
+            refuse(Error::new(ErrorCode::Unauthenticated, "no hello in time")).await;
+            return None;
+        }
+    };
+    let claims = match state.verifier().verify(&token).await {
+        Ok(claims) => claims,
+        Err(error) => {
+            refuse(error).await;
+            return None;
+        }
+    };
+    let app = match call(state.identity().get_app(idpb::GetAppRequest {
+        app_id: claims.app.clone(),
+    }))
+    .await
+    {
+        Ok(app) => app,
+        Err(error) => {
+            refuse(error).await;
+            return None;
+        }
+    };
+    if let Err(error) = check_origin(state, &claims, origin.as_deref(), &app.origins) {
+        refuse(error).await;
+        return None;
+    }
+    let limits = state.limits_for(&overrides(app.limits));
+    let mut session = Session::new(state.clone(), claims, limits, out.clone(), outbox);
+    match session.start().await {
+        Ok(()) => Some(session),
+        Err(error) => {
+            refuse(error).await;
+            session.close().await;
+            None
+        }
+    }
+}
+
+/// A visitor's socket comes from one of the app's origins; an operator's from none (a
+/// native client), the gateway's own (the console) or one of the app's.
+fn check_origin(
+    state: &AppState,
+    claims: &Claims,
+    origin: Option<&str>,
+    allowed: &[String],
+) -> Result<(), Error> {
+    let canonical = origin.and_then(origins::canonical);
+    let ok = match (claims.kind, origin) {
+        (TokenKind::Operator, None) => true,
+        (TokenKind::Operator, Some(_)) => canonical
+            .as_deref()
+            .is_some_and(|o| o == state.public_origin() || origins::is_allowed(o, allowed)),
+        (TokenKind::Visitor, None) => false,
+        (TokenKind::Visitor, Some(_)) => canonical
+            .as_deref()
+            .is_some_and(|o| origins::is_allowed(o, allowed)),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::new(
+            ErrorCode::OriginNotAllowed,
+            match origin {
+                None => {
+                    "a visitor's WebSocket must come from one of the app's web pages".to_owned()
+                }
+                Some(origin) => format!("the origin {origin} is not one of the app's origins"),
+            },
+        ))
+    }
+}
+
+/// The next text frame; `None` when the socket closed. Binary frames are refused.
+async fn next_text(
+    stream: &mut futures::stream::SplitStream<WebSocket>,
+) -> Option<Result<String, Error>> {
+    loop {
+        match stream.next().await? {
+            Ok(Message::Text(text)) => return Some(Ok(text.as_str().to_owned())),
+            Ok(Message::Binary(_)) => {
+                return Some(Err(Error::invalid("frame", "frames are JSON text")));
+            }
+            Ok(Message::Ping(_) | Message::Pong(_)) => continue,
+            Ok(Message::Close(_)) | Err(_) => return None,
+        }
+    }
+}
+
+fn error_frame(error: &Error, reference: Option<String>) -> ServerFrame {
+    ServerFrame::error(error.code.as_str(), error.message.clone(), reference)
+}
+
+fn sender_name(sender: conv::Sender) -> &'static str {
+    match sender {
+        conv::Sender::Member => "member",
+        conv::Sender::Visitor | conv::Sender::Unspecified => "visitor",
+    }
+}
+
+/// One authenticated socket.
+struct Session {
+    state: AppState,
+    id: SocketId,
+    claims: Claims,
+    caller: conv::Caller,
+    limits: Limits,
+    out: mpsc::Sender<Message>,
+    outbox: Outbox,
+    /// The subjects this socket watches.
+    subjects: HashSet<String>,
+    /// The conversations this socket may see, by id.
+    conversations: HashSet<String>,
+    /// The sequence numbers delivered, per conversation.
+    delivered: HashMap<String, HashSet<u64>>,
+    /// The newest presence revision sent, per member.
+    revisions: HashMap<String, u64>,
+    /// The operator's presence device.
+    device: Option<presence::Device>,
+    /// True while a ping is unanswered.
+    awaiting_pong: bool,
+}
+
+impl Session {
+    fn new(
+        state: AppState,
+        claims: Claims,
+        limits: Limits,
+        out: mpsc::Sender<Message>,
+        outbox: Outbox,
+    ) -> Self {
+        let caller = match claims.kind {
+            TokenKind::Visitor => visitor_caller(&claims),
+            TokenKind::Operator => conv::Caller {
+                app_id: claims.app.clone(),
+                who: Some(conv::caller::Who::MemberId(claims.sub.clone())),
+                display_name: claims.name.clone(),
+                ..conv::Caller::default()
+            },
+        };
+        Session {
+            id: state.next_socket_id(),
+            state,
+            claims,
+            caller,
+            limits,
+            out,
+            outbox,
+            subjects: HashSet::new(),
+            conversations: HashSet::new(),
+            delivered: HashMap::new(),
+            revisions: HashMap::new(),
+            device: None,
+            awaiting_pong: false,
+        }
+    }
+
+    fn is_operator(&self) -> bool {
+        self.claims.kind == TokenKind::Operator
+    }
+
+    /// An operator comes online as a new device and hears of new chats; then welcome.
+    async fn start(&mut self) -> Result<(), Error> {
+        if self.is_operator() {
+            let inbox = format!("{}.member.{}.inbox", self.claims.app, self.claims.sub);
+            self.watch(inbox).await?;
+            let device = presence::Device {
+                app_id: self.claims.app.clone(),
+                member_id: self.claims.sub.clone(),
+                device_id: format!("ws-{:016x}-{}", self.state.process_token(), self.id),
+            };
+            self.device = Some(device.clone());
+            self.set_status(Status::Online).await?;
+        }
+        let you = You {
+            kind: match self.claims.kind {
+                TokenKind::Visitor => "visitor",
+                TokenKind::Operator => "operator",
+            },
+            id: self.claims.sub.clone(),
+            app_id: self.claims.app.clone(),
+            display_name: self.claims.name.clone(),
+            verified: self.claims.verified,
+        };
+        send(&self.out, &ServerFrame::Welcome { you })
+            .await
+            .map_err(|_| Error::new(ErrorCode::Unavailable, "the connection closed"))
+    }
+
+    /// Leaves every subject and, for an operator, disconnects the device.
+    async fn close(&mut self) {
+        let subjects: Vec<String> = self.subjects.drain().collect();
+        self.state.fanout().leave(subjects, self.id).await;
+        if let Some(device) = self.device.take() {
+            self.state.devices().remove(&device);
+            let disconnected = call(self.state.presence().disconnect(
+                presence::DisconnectRequest {
+                    device: Some(device),
+                },
+            ))
+            .await;
+            if let Err(error) = disconnected {
+                tracing::warn!(%error, "cannot disconnect an operator device");
+            }
+        }
+    }
+
+    async fn run(
+        &mut self,
+        stream: &mut futures::stream::SplitStream<WebSocket>,
+        mut events: mpsc::Receiver<Arc<Event>>,
+    ) {
+        let mut ping = tokio::time::interval(PING_EVERY);
+        ping.tick().await;
+        loop {
+            let step = tokio::select! {
+                frame = stream.next() => match frame {
+                    Some(Ok(Message::Text(text))) => self.on_text(text.as_str()).await,
+                    Some(Ok(Message::Binary(_))) => {
+                        let error = Error::invalid("frame", "frames are JSON text");
+                        send(&self.out, &error_frame(&error, None)).await
+                    }
+                    Some(Ok(Message::Pong(_))) => {
+                        self.awaiting_pong = false;
+                        Ok(())
+                    }
+                    Some(Ok(Message::Ping(_))) => Ok(()),
+                    Some(Ok(Message::Close(_)) | Err(_)) | None => Err(Closed),
+                },
+                Some(event) = events.recv() => self.on_event(&event).await,
+                _ = ping.tick() => self.ping().await,
+                () = self.out.closed() => Err(Closed),
+            };
+            if step.is_err() {
+                return;
+            }
+        }
+    }
+
+    async fn ping(&mut self) -> Result<(), Closed> {
+        if self.awaiting_pong {
+            return Err(Closed);
+        }
+        self.awaiting_pong = true;
+        self.out
+            .send(Message::Ping(Bytes::from_static(b"palaver")))
+            .await
+            .map_err(|_| Closed)
+    }
+
+    async fn on_text(&mut self, text: &str) -> Result<(), Closed> {
+        let frame = match serde_json::from_str::<ClientFrame>(text) {
+            Ok(frame) => frame,
+            Err(error) => {
+                let error = Error::invalid("frame", format!("not a client frame: {error}"));
+                return send(&self.out, &error_frame(&error, None)).await;
+            }
+        };
+        let reference = match &frame {
+            ClientFrame::MessageSend { client_id, .. } => Some(client_id.clone()),
+            ClientFrame::Typing { conversation }
+            | ClientFrame::Read { conversation, .. }
+            | ClientFrame::Resume { conversation, .. } => Some(conversation.clone()),
+            ClientFrame::ConversationOpen { endpoint } => Some(endpoint.clone()),
+            _ => None,
+        };
+        match self.on_frame(frame).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => send(&self.out, &error_frame(&error, reference)).await,
+            Err(Closed) => Err(Closed),
+        }
+    }
+
+    /// Carries out one client frame: `Err` when the connection is gone, `Ok(Err)` for
+    /// an error the client is told of.
+    async fn on_frame(&mut self, frame: ClientFrame) -> Result<Result<(), Error>, Closed> {
+        match frame {
+            ClientFrame::Hello { .. } => Ok(Err(Error::invalid("type", "hello was already said"))),
+            ClientFrame::Ping => send(&self.out, &ServerFrame::Pong).await.map(Ok),
+            ClientFrame::PresenceWatch { endpoints } => self.watch_presence(endpoints).await,
+            ClientFrame::PresenceSet { status } => {
+                if !self.is_operator() {
+                    return Ok(Err(operators_only("presence.set")));
+                }
+                match status.parse::<Status>() {
+                    Ok(status) => Ok(self.set_status(status).await),
+                    Err(error) => Ok(Err(Error::invalid("status", error.to_string()))),
+                }
+            }
+            ClientFrame::ConversationOpen { endpoint } => self.open(endpoint).await,
+            ClientFrame::MessageSend {
+                conversation,
+                client_id,
+                text,
+            } => self.send_message(conversation, client_id, text).await,
+            ClientFrame::Typing { conversation } => Ok(self.typing(conversation).await),
+            ClientFrame::Read { conversation, seq } => Ok(self.read(conversation, seq).await),
+            ClientFrame::Resume {
+                conversation,
+                after_seq,
+            } => self.resume(conversation, after_seq).await,
+        }
+    }
+
+    async fn watch(&mut self, subject: String) -> Result<(), Error> {
+        if self.subjects.contains(&subject) {
+            return Ok(());
+        }
+        self.state
+            .fanout()
+            .watch(&subject, self.id, &self.outbox)
+            .await
+            .map_err(|error| {
+                tracing::warn!(%error, %subject, "cannot subscribe");
+                Error::new(ErrorCode::Unavailable, "events are unavailable; try again")
+            })?;
+        self.subjects.insert(subject);
+        Ok(())
+    }
+
+    async fn set_status(&mut self, status: Status) -> Result<(), Error> {
+        let Some(device) = self.device.clone() else {
+            return Err(operators_only("presence.set"));
+        };
+        call(
+            self.state
+                .presence()
+                .set_status(presence::SetStatusRequest {
+                    device: Some(device.clone()),
+                    status: proto_status(status).into(),
+                }),
+        )
+        .await?;
+        self.state.devices().set(&device, proto_status(status));
+        Ok(())
+    }
+
+    async fn watch_presence(
+        &mut self,
+        endpoints: Vec<String>,
+    ) -> Result<Result<(), Error>, Closed> {
+        if endpoints.is_empty() || endpoints.len() > MAX_WATCHED_ENDPOINTS {
+            return Ok(Err(Error::invalid(
+                "endpoints",
+                format!("name 1 to {MAX_WATCHED_ENDPOINTS} chat endpoints"),
+            )));
+        }
+        let resolved = match call(self.state.identity().resolve_endpoints(
+            idpb::ResolveEndpointsRequest {
+                endpoints: endpoints.clone(),
+            },
+        ))
+        .await
+        {
+            Ok(resolved) => resolved.endpoints,
+            Err(error) => return Ok(Err(error)),
+        };
+        let open: Vec<idpb::ChatEndpoint> = resolved
+            .into_iter()
+            .filter(|e| e.open && e.app_id == self.claims.app)
+            .collect();
+        for endpoint in &endpoints {
+            if !open.iter().any(|e| &e.endpoint == endpoint) {
+                let error = Error::new(
+                    ErrorCode::NotFound,
+                    format!("no open chat endpoint {endpoint} in this app"),
+                );
+                send(&self.out, &error_frame(&error, Some(endpoint.clone()))).await?;
+            }
+        }
+        if open.is_empty() {
+            return Ok(Ok(()));
+        }
+        for endpoint in &open {
+            let subject = format!("{}.presence.{}", self.claims.app, endpoint.member_id);
+            if let Err(error) = self.watch(subject).await {
+                return Ok(Err(error));
+            }
+        }
+        let current = call(
+            self.state.presence().batch_get(presence::BatchGetRequest {
+                app_id: self.claims.app.clone(),
+                targets: open
+                    .iter()
+                    .map(|e| presence::Target {
+                        target: Some(presence::target::Target::MemberId(e.member_id.clone())),
+                    })
+                    .collect(),
+            }),
+        )
+        .await;
+        match current {
+            Ok(current) => {
+                for member in current.presences {
+                    self.on_presence(member).await?;
+                }
+                Ok(Ok(()))
+            }
+            Err(error) => Ok(Err(error)),
+        }
+    }
+
+    async fn on_presence(&mut self, member: presence::MemberPresence) -> Result<(), Closed> {
+        let newest = self.revisions.entry(member.member_id.clone()).or_default();
+        if member.revision != 0 && member.revision <= *newest {
+            return Ok(());
+        }
+        *newest = member.revision;
+        if member.endpoint.is_empty() {
+            return Ok(());
+        }
+        let status = status_of(member.status()).for_visitors();
+        send(
+            &self.out,
+            &ServerFrame::Presence {
+                endpoint: member.endpoint,
+                status: status.as_str(),
+                status_text: status.text("en"),
+                accepts_chats: status.accepts_chats(),
+            },
+        )
+        .await
+    }
+
+    async fn open(&mut self, endpoint: String) -> Result<Result<(), Error>, Closed> {
+        if self.is_operator() {
+            return Ok(Err(Error::new(
+                ErrorCode::PermissionDenied,
+                "conversation.open is for visitors",
+            )));
+        }
+        let started = call(self.state.conversation().start_conversation(
+            conv::StartConversationRequest {
+                caller: Some(self.caller.clone()),
+                endpoint,
+            },
+        ))
+        .await;
+        let conversation = match started {
+            Ok(conversation) => conversation,
+            Err(error) => return Ok(Err(error)),
+        };
+        if let Err(error) = self.watch_conversation(&conversation.id).await {
+            return Ok(Err(error));
+        }
+        self.send_conversation(conversation).await.map(Ok)
+    }
+
+    async fn send_conversation(&mut self, c: conv::Conversation) -> Result<(), Closed> {
+        let visitor = c.visitor.clone().unwrap_or_default();
+        send(
+            &self.out,
+            &ServerFrame::Conversation {
+                state: crate::http::conversations::state_name(c.state()),
+                id: c.id,
+                endpoint: c.endpoint,
+                visitor: VisitorFrame {
+                    id: visitor.visitor_id,
+                    display_name: visitor.display_name,
+                    verified: visitor.verified,
+                },
+            },
+        )
+        .await
+    }
+
+    /// Watches the events of a conversation this socket may see.
+    async fn watch_conversation(&mut self, id: &str) -> Result<(), Error> {
+        if self.conversations.contains(id) {
+            return Ok(());
+        }
+        for kind in ["msg", "state", "typing"] {
+            self.watch(format!("{}.conv.{id}.{kind}", self.claims.app))
+                .await?;
+        }
+        self.conversations.insert(id.to_owned());
+        Ok(())
+    }
+
+    /// Checks (once) that the caller takes part in the conversation, then watches it.
+    async fn join(&mut self, id: &str) -> Result<(), Error> {
+        if self.conversations.contains(id) {
+            return Ok(());
+        }
+        call(
+            self.state
+                .conversation()
+                .get_conversation(conv::GetConversationRequest {
+                    caller: Some(self.caller.clone()),
+                    conversation_id: id.to_owned(),
+                }),
+        )
+        .await?;
+        self.watch_conversation(id).await
+    }
+
+    async fn send_message(
+        &mut self,
+        conversation: String,
+        client_id: String,
+        text: String,
+    ) -> Result<Result<(), Error>, Closed> {
+        let key = (self.claims.app.clone(), self.claims.sub.clone());
+        if let Err(limited) = self
+            .state
+            .ws_messages()
+            .check(self.limits.message_rate(), &key)
+        {
+            metrics::counter!("palaver_gateway_rate_limited_total", "limit" => "messages")
+                .increment(1);
+            return Ok(Err(Error::new(
+                ErrorCode::RateLimited,
+                format!(
+                    "too many messages; try again in {} s",
+                    limited.retry_after_seconds()
+                ),
+            )));
+        }
+        if let Err(error) = self.join(&conversation).await {
+            return Ok(Err(error));
+        }
+        let sent = call(
+            self.state
+                .conversation()
+                .send_message(conv::SendMessageRequest {
+                    caller: Some(self.caller.clone()),
+                    conversation_id: conversation,
+                    client_id,
+                    text,
+                }),
+        )
+        .await;
+        match sent {
+            Ok(sent) => {
+                let message = sent.message.unwrap_or_default();
+                send(
+                    &self.out,
+                    &ServerFrame::MessageAck {
+                        client_id: message.client_id.clone(),
+                        id: message.id.clone(),
+                        seq: message.seq,
+                    },
+                )
+                .await?;
+                self.deliver(message).await.map(Ok)
+            }
+            Err(error) => Ok(Err(error)),
+        }
+    }
+
+    async fn typing(&mut self, conversation: String) -> Result<(), Error> {
+        self.join(&conversation).await?;
+        let from = if self.is_operator() {
+            conv::Sender::Member
+        } else {
+            conv::Sender::Visitor
+        };
+        let event = events::ConversationStateEvent {
+            conversation_id: conversation.clone(),
+            kind: Some(events::conversation_state_event::Kind::Typing(
+                events::Typing { from: from.into() },
+            )),
+            ..events::ConversationStateEvent::default()
+        };
+        let subject = format!("{}.conv.{conversation}.typing", self.claims.app);
+        self.state
+            .fanout()
+            .bus()
+            .publish(&subject, Bytes::from(event.encode_to_vec()))
+            .await
+            .map_err(|error| {
+                tracing::warn!(%error, "cannot publish typing");
+                Error::new(ErrorCode::Unavailable, "typing could not be sent")
+            })
+    }
+
+    async fn read(&mut self, conversation: String, seq: u64) -> Result<(), Error> {
+        self.join(&conversation).await?;
+        call(self.state.conversation().mark_read(conv::MarkReadRequest {
+            caller: Some(self.caller.clone()),
+            conversation_id: conversation,
+            seq,
+        }))
+        .await?;
+        Ok(())
+    }
+
+    async fn resume(
+        &mut self,
+        conversation: String,
+        after_seq: u64,
+    ) -> Result<Result<(), Error>, Closed> {
+        if let Err(error) = self.join(&conversation).await {
+            return Ok(Err(error));
+        }
+        let mut after = after_seq;
+        loop {
+            let page = call(
+                self.state
+                    .conversation()
+                    .list_messages(conv::ListMessagesRequest {
+                        caller: Some(self.caller.clone()),
+                        conversation_id: conversation.clone(),
+                        page: Some(conv::list_messages_request::Page::AfterSeq(after)),
+                        limit: RESUME_PAGE,
+                    }),
+            )
+            .await;
+            let page = match page {
+                Ok(page) => page,
+                Err(error) => return Ok(Err(error)),
+            };
+            let last = page.messages.last().map(|m| m.seq);
+            for message in page.messages {
+                self.deliver(message).await?;
+            }
+            match last {
+                Some(seq) if page.more => after = seq,
+                _ => return Ok(Ok(())),
+            }
+        }
+    }
+
+    /// Sends a message frame unless this socket had it already.
+    async fn deliver(&mut self, message: conv::Message) -> Result<(), Closed> {
+        let fresh = self
+            .delivered
+            .entry(message.conversation_id.clone())
+            .or_default()
+            .insert(message.seq);
+        if !fresh {
+            return Ok(());
+        }
+        send(
+            &self.out,
+            &ServerFrame::Message {
+                from: sender_name(message.from()),
+                conversation: message.conversation_id,
+                seq: message.seq,
+                id: message.id,
+                client_id: message.client_id,
+                text: message.text,
+                sent_at: timestamp(message.sent_at),
+            },
+        )
+        .await
+    }
+
+    async fn on_event(&mut self, event: &Event) -> Result<(), Closed> {
+        let subject = event.subject.as_str();
+        let payload = &event.payload[..];
+        if subject.ends_with(".inbox") {
+            let Ok(inbox) = events::InboxEvent::decode(payload) else {
+                return Ok(());
+            };
+            if let Some(events::inbox_event::Kind::ConversationStarted(c)) = inbox.kind {
+                if self.watch_conversation(&c.id).await.is_err() {
+                    return Ok(());
+                }
+                return self.send_conversation(c).await;
+            }
+        } else if subject.ends_with(".msg") {
+            let Ok(message) = events::MessageEvent::decode(payload) else {
+                return Ok(());
+            };
+            if let Some(events::message_event::Kind::Created(m)) = message.kind {
+                return self.deliver(m).await;
+            }
+        } else if subject.ends_with(".state") || subject.ends_with(".typing") {
+            let Ok(state) = events::ConversationStateEvent::decode(payload) else {
+                return Ok(());
+            };
+            return self.on_state(state).await;
+        } else if subject.contains(".presence.") {
+            let Ok(changed) = events::PresenceChanged::decode(payload) else {
+                return Ok(());
+            };
+            if let Some(member) = changed.presence {
+                return self.on_presence(member).await;
+            }
+        }
+        Ok(())
+    }
+
+    async fn on_state(&mut self, state: events::ConversationStateEvent) -> Result<(), Closed> {
+        use events::conversation_state_event::Kind;
+        let conversation = state.conversation_id;
+        match state.kind {
+            Some(Kind::Opened(c) | Kind::Closed(c)) => self.send_conversation(c).await,
+            Some(Kind::Read(read)) => {
+                send(
+                    &self.out,
+                    &ServerFrame::Read {
+                        conversation,
+                        seq: read.seq,
+                        by: sender_name(read.by()),
+                    },
+                )
+                .await
+            }
+            Some(Kind::Typing(typing)) => {
+                let own = if self.is_operator() {
+                    conv::Sender::Member
+                } else {
+                    conv::Sender::Visitor
+                };
+                if typing.from() == own {
+                    return Ok(());
+                }
+                send(
+                    &self.out,
+                    &ServerFrame::Typing {
+                        conversation,
+                        from: sender_name(typing.from()),
+                    },
+                )
+                .await
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+fn operators_only(frame: &str) -> Error {
+    Error::new(
+        ErrorCode::PermissionDenied,
+        format!("{frame} is for operators"),
+    )
+}

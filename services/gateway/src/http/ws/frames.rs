@@ -1,0 +1,183 @@
+//! The JSON frames of the WebSocket protocol (DESIGN.md, "WebSocket protocol"): each
+//! `{"type": "...", ...}`.
+
+use serde::{Deserialize, Serialize};
+
+/// A frame from the client. Unknown types and unknown fields are refused.
+#[derive(Debug, Deserialize, PartialEq, Eq)]
+#[serde(tag = "type", deny_unknown_fields)]
+pub enum ClientFrame {
+    #[serde(rename = "hello")]
+    Hello { token: String },
+    #[serde(rename = "presence.watch")]
+    PresenceWatch { endpoints: Vec<String> },
+    #[serde(rename = "presence.set")]
+    PresenceSet { status: String },
+    #[serde(rename = "conversation.open")]
+    ConversationOpen { endpoint: String },
+    #[serde(rename = "message.send")]
+    MessageSend {
+        conversation: String,
+        client_id: String,
+        text: String,
+    },
+    #[serde(rename = "typing")]
+    Typing { conversation: String },
+    #[serde(rename = "read")]
+    Read { conversation: String, seq: u64 },
+    #[serde(rename = "resume")]
+    Resume {
+        conversation: String,
+        after_seq: u64,
+    },
+    #[serde(rename = "ping")]
+    Ping,
+}
+
+/// Who the socket belongs to, as `welcome` tells it.
+#[derive(Debug, Serialize)]
+pub struct You {
+    /// `visitor` or `operator`.
+    pub kind: &'static str,
+    /// The visitor id or the member id.
+    pub id: String,
+    pub app_id: String,
+    pub display_name: String,
+    pub verified: bool,
+}
+
+/// The visitor of a conversation.
+#[derive(Debug, Serialize)]
+pub struct VisitorFrame {
+    pub id: String,
+    pub display_name: String,
+    pub verified: bool,
+}
+
+/// A frame to the client.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type")]
+pub enum ServerFrame {
+    #[serde(rename = "welcome")]
+    Welcome { you: You },
+    #[serde(rename = "presence")]
+    Presence {
+        endpoint: String,
+        status: &'static str,
+        status_text: &'static str,
+        accepts_chats: bool,
+    },
+    #[serde(rename = "conversation")]
+    Conversation {
+        id: String,
+        endpoint: String,
+        visitor: VisitorFrame,
+        state: &'static str,
+    },
+    #[serde(rename = "message")]
+    Message {
+        conversation: String,
+        seq: u64,
+        id: String,
+        client_id: String,
+        from: &'static str,
+        text: String,
+        sent_at: Option<String>,
+    },
+    #[serde(rename = "message.ack")]
+    MessageAck {
+        client_id: String,
+        id: String,
+        seq: u64,
+    },
+    #[serde(rename = "typing")]
+    Typing {
+        conversation: String,
+        from: &'static str,
+    },
+    #[serde(rename = "read")]
+    Read {
+        conversation: String,
+        seq: u64,
+        by: &'static str,
+    },
+    #[serde(rename = "error")]
+    Error {
+        code: &'static str,
+        message: String,
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<String>,
+    },
+    #[serde(rename = "pong")]
+    Pong,
+}
+
+impl ServerFrame {
+    /// An `error` frame.
+    pub fn error(
+        code: &'static str,
+        message: impl Into<String>,
+        reference: Option<String>,
+    ) -> Self {
+        ServerFrame::Error {
+            code,
+            message: message.into(),
+            reference,
+        }
+    }
+
+    /// The frame as JSON text.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| {
+            r#"{"type":"error","code":"internal","message":"internal error"}"#.to_owned()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_frames_parse_strictly() {
+        let frame: ClientFrame =
+            serde_json::from_str(r#"{"type":"resume","conversation":"c1","after_seq":3}"#).unwrap();
+        assert_eq!(
+            frame,
+            ClientFrame::Resume {
+                conversation: "c1".into(),
+                after_seq: 3
+            }
+        );
+        assert_eq!(
+            serde_json::from_str::<ClientFrame>(r#"{"type":"ping"}"#).unwrap(),
+            ClientFrame::Ping
+        );
+        for bad in [
+            r#"{"type":"nope"}"#,
+            r#"{"type":"read","conversation":"c1"}"#,
+            r#"{"type":"read","conversation":"c1","seq":-1}"#,
+            "not json",
+        ] {
+            assert!(serde_json::from_str::<ClientFrame>(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn server_frames_carry_their_type() {
+        let json = ServerFrame::error("rate_limited", "slow down", Some("c9".into())).to_json();
+        assert_eq!(
+            json,
+            r#"{"type":"error","code":"rate_limited","message":"slow down","ref":"c9"}"#
+        );
+        assert_eq!(
+            ServerFrame::MessageAck {
+                client_id: "c".into(),
+                id: "m".into(),
+                seq: 1
+            }
+            .to_json(),
+            r#"{"type":"message.ack","client_id":"c","id":"m","seq":1}"#
+        );
+    }
+}

@@ -1,0 +1,496 @@
+//! Palaver's gateway: the only public service. It serves the public HTTP contract of
+//! DESIGN.md ("Public HTTP contract") and turns it into gRPC calls to the other services.
+//!
+//! That is the admin API (apps), the CMS API (members, the consent flow and its OAuth
+//! token endpoint, permissions, login links, the webhook settings, key rotation,
+//! conversations and transcripts), the member API (`/v1/me`, the member's
+//! conversations), visitor and operator sessions, personal access tokens, presence
+//! (JSON and badge), offline messages, the WebSocket, the JWKS and the OpenAPI document.
+//!
+//! - `http` holds one router per API area, all sharing one `state::AppState`, and the
+//!   middleware every response goes through (tracing, metrics, security headers, body
+//!   limits, problem+json for every error). `http::ws` is the WebSocket: its sessions,
+//!   the process-wide fan-out of bus events (one subscription per subject, shared by
+//!   every socket) and the operator devices it heartbeats to presence in one batch.
+//! - [`domain`] holds the logic that is not mapping: rate limits, allowed origins,
+//!   member statuses and the client's IP address behind trusted proxies.
+//! - `identity` holds the gRPC clients of identity, presence and conversation;
+//!   `erasure` erases a member in every service that holds their data.
+//!
+//! [`GatewayService::build`] binds the HTTP and admin listeners (port 0 works) and
+//! [`GatewayService::run_until_stopped`] serves until the shutdown is triggered, then
+//! drains; `main.rs` and the tests start it the same way.
+//!
+//! Configuration (environment variables):
+//!
+//! | variable | meaning | default |
+//! | --- | --- | --- |
+//! | `PALAVER_LISTEN` | the public HTTP address | `0.0.0.0:8080` |
+//! | `PALAVER_ADMIN_LISTEN` | `/healthz`, `/readyz`, `/metrics` | `0.0.0.0:9090` |
+//! | `PALAVER_DRAIN_SECONDS` | how long a SIGTERM waits for requests in flight | `20` |
+//! | `PALAVER_IDENTITY_URL` | the identity service, `http://host:port` (every address the name resolves to is used) | required |
+//! | `PALAVER_PRESENCE_URL` | the presence service, `http://host:port` (every address the name resolves to is used) | required |
+//! | `PALAVER_CONVERSATION_URL` | the conversation service, `http://host:port` (every address the name resolves to is used) | required |
+//! | `PALAVER_NATS_URL` | NATS, `nats://…`, for the events the WebSocket fans out (`main.rs` connects it; `palaver up` hands [`GatewayService::build`] its in-process bus instead) | required |
+//! | `PALAVER_BUS_PREFIX` | the subject prefix on NATS | `palaver` |
+//! | `PALAVER_ADMIN_TOKEN` | bearer token of the admin API, at least 16 characters (secret) | required |
+//! | `PALAVER_PUBLIC_URL` | the external base URL, for consent and login links | required |
+//! | `PALAVER_TRUSTED_PROXIES` | comma-separated addresses or CIDR ranges of the reverse proxies in front of the gateway; only behind them is `X-Forwarded-For` read | empty: the socket peer is the client |
+//! | `PALAVER_MAX_BODY_BYTES` | the largest request body accepted | `65536` |
+//! | `PALAVER_LIMIT_SESSIONS_PER_IP_PER_MINUTE` | new visitor sessions per minute per client IP (and app) | `30` |
+//! | `PALAVER_LIMIT_MESSAGES_PER_SECOND` | messages per second per visitor session | `10` |
+//! | `PALAVER_LIMIT_MESSAGE_BURST` | burst of messages per visitor session | `20` |
+//! | `PALAVER_LIMIT_OFFLINE_MESSAGES_PER_IP_PER_HOUR` | offline messages per hour per client IP | `5` |
+//! | `PALAVER_LIMIT_OPEN_CONVERSATIONS_PER_VISITOR` | open conversations per visitor | `3` |
+//! | `PALAVER_WS_HEARTBEAT_SECONDS` | how often the operator devices of the process are heartbeated to presence, all in one `BatchHeartbeat`; keep it well within presence's TTL | `10` |
+//! | `PALAVER_WS_SEND_QUEUE` | events a WebSocket may have waiting before it is closed as a slow consumer | `256` |
+//!
+//! The `PALAVER_LIMIT_*` values are the deployment's defaults; an app's own `limits`
+//! (admin API) override them field by field.
+//!
+//! The client's IP address (for per-IP limits) is the socket peer's. When the peer is one
+//! of `PALAVER_TRUSTED_PROXIES`, it is the nearest `X-Forwarded-For` hop that is not a
+//! trusted proxy, read from the right: hops further left were written by the client and
+//! prove nothing.
+
+pub mod domain;
+mod erasure;
+mod http;
+mod identity;
+mod state;
+
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use palaver_kit::admin::{AdminServer, ReadinessCheck};
+use palaver_kit::bus::{DEFAULT_PREFIX, EventBus};
+use palaver_kit::config::{CommonConfig, ConfigError, Env, ExposeSecret, SecretString};
+use palaver_kit::shutdown::{Shutdown, drain};
+use tokio::net::TcpListener;
+use url::Url;
+
+use crate::domain::client_ip::TrustedProxies;
+use crate::domain::limits::Limits;
+use crate::identity::{BusReady, ConversationClient, IdentityClient, PresenceClient, ServiceReady};
+use crate::state::AppState;
+use crate::state::Clients;
+
+/// How often rate-limit buckets that filled up again are forgotten.
+const FORGET_IDLE_EVERY: Duration = Duration::from_secs(60);
+
+/// Bus events a WebSocket may have waiting, unless configured otherwise.
+const DEFAULT_WS_SEND_QUEUE: usize = 256;
+
+/// How often operator devices are heartbeated, unless configured otherwise: well
+/// within presence's default TTL (30 s).
+const DEFAULT_HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
+
+/// The shortest admin token accepted.
+const MIN_ADMIN_TOKEN_CHARS: usize = 16;
+
+/// The gateway's configuration.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    pub common: CommonConfig,
+    /// The identity service, `http://host:port`.
+    pub identity_url: String,
+    /// The presence service, `http://host:port`.
+    pub presence_url: String,
+    /// The conversation service, `http://host:port`.
+    pub conversation_url: String,
+    /// NATS, where `main.rs` connects the bus; unset when the caller hands
+    /// [`GatewayService::build`] a bus of its own (`palaver up`, tests).
+    pub nats_url: Option<String>,
+    /// The subject prefix of the bus on NATS.
+    pub bus_prefix: String,
+    /// The bearer token of the admin API.
+    pub admin_token: SecretString,
+    /// The external base URL; `None` uses `http://` and the address the gateway bound.
+    pub public_url: Option<Url>,
+    /// The reverse proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: TrustedProxies,
+    /// The largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// The deployment's default abuse limits.
+    pub limits: Limits,
+    /// Bus events a WebSocket may have waiting before it is a slow consumer.
+    pub ws_send_queue: usize,
+    /// How often the operator devices of this process are heartbeated to presence
+    /// (one `BatchHeartbeat` for all of them); well within presence's TTL.
+    pub heartbeat_every: Duration,
+}
+
+impl GatewayConfig {
+    /// Reads the variables in the crate docs; a missing or malformed one is an error
+    /// naming it.
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let defaults = Limits::default();
+        let limit = |var: &str, default: NonZeroU32| env.parse_or(var, default);
+        let admin_token = env.required_secret("PALAVER_ADMIN_TOKEN")?;
+        if admin_token.expose_secret().chars().count() < MIN_ADMIN_TOKEN_CHARS {
+            return Err(ConfigError {
+                var: "PALAVER_ADMIN_TOKEN".to_owned(),
+                message: format!("must be at least {MIN_ADMIN_TOKEN_CHARS} characters"),
+            });
+        }
+        Ok(GatewayConfig {
+            common: CommonConfig::from_env(env, 8080)?,
+            identity_url: env.required_url("PALAVER_IDENTITY_URL", &["http"])?,
+            presence_url: env.required_url("PALAVER_PRESENCE_URL", &["http"])?,
+            conversation_url: env.required_url("PALAVER_CONVERSATION_URL", &["http"])?,
+            nats_url: Some(env.required_url("PALAVER_NATS_URL", &["nats", "tls", "ws", "wss"])?),
+            bus_prefix: env
+                .raw("PALAVER_BUS_PREFIX")
+                .unwrap_or_else(|| DEFAULT_PREFIX.to_owned()),
+            admin_token,
+            public_url: Some(public_url(env)?),
+            trusted_proxies: env.parse_or("PALAVER_TRUSTED_PROXIES", TrustedProxies::none())?,
+            max_body_bytes: env.parse_or("PALAVER_MAX_BODY_BYTES", 64 * 1024)?,
+            ws_send_queue: ws_send_queue(env)?,
+            heartbeat_every: heartbeat_every(env)?,
+            limits: Limits {
+                sessions_per_ip_per_minute: limit(
+                    "PALAVER_LIMIT_SESSIONS_PER_IP_PER_MINUTE",
+                    defaults.sessions_per_ip_per_minute,
+                )?,
+                messages_per_second: limit(
+                    "PALAVER_LIMIT_MESSAGES_PER_SECOND",
+                    defaults.messages_per_second,
+                )?,
+                message_burst: limit("PALAVER_LIMIT_MESSAGE_BURST", defaults.message_burst)?,
+                offline_messages_per_ip_per_hour: limit(
+                    "PALAVER_LIMIT_OFFLINE_MESSAGES_PER_IP_PER_HOUR",
+                    defaults.offline_messages_per_ip_per_hour,
+                )?,
+                open_conversations_per_visitor: limit(
+                    "PALAVER_LIMIT_OPEN_CONVERSATIONS_PER_VISITOR",
+                    defaults.open_conversations_per_visitor,
+                )?,
+            },
+        })
+    }
+
+    /// Loopback on ports the system picks, links to the bound address, default limits,
+    /// no NATS URL (the caller hands `build` its bus): for tests and `palaver up`.
+    pub fn ephemeral(urls: ServiceUrls, admin_token: SecretString) -> Self {
+        GatewayConfig {
+            common: CommonConfig::ephemeral(),
+            identity_url: urls.identity,
+            presence_url: urls.presence,
+            conversation_url: urls.conversation,
+            nats_url: None,
+            bus_prefix: DEFAULT_PREFIX.to_owned(),
+            admin_token,
+            public_url: None,
+            trusted_proxies: TrustedProxies::none(),
+            max_body_bytes: 64 * 1024,
+            limits: Limits::default(),
+            ws_send_queue: DEFAULT_WS_SEND_QUEUE,
+            heartbeat_every: DEFAULT_HEARTBEAT_EVERY,
+        }
+    }
+}
+
+fn ws_send_queue(env: &Env) -> Result<usize, ConfigError> {
+    let queue: usize = env.parse_or("PALAVER_WS_SEND_QUEUE", DEFAULT_WS_SEND_QUEUE)?;
+    if queue == 0 {
+        return Err(ConfigError {
+            var: "PALAVER_WS_SEND_QUEUE".to_owned(),
+            message: "must be at least 1".to_owned(),
+        });
+    }
+    Ok(queue)
+}
+
+fn heartbeat_every(env: &Env) -> Result<Duration, ConfigError> {
+    let every = env.seconds_or(
+        "PALAVER_WS_HEARTBEAT_SECONDS",
+        DEFAULT_HEARTBEAT_EVERY.as_secs(),
+    )?;
+    if every.is_zero() {
+        return Err(ConfigError {
+            var: "PALAVER_WS_HEARTBEAT_SECONDS".to_owned(),
+            message: "must be at least 1".to_owned(),
+        });
+    }
+    Ok(every)
+}
+
+/// Where the services behind the gateway listen, `http://host:port` each.
+#[derive(Debug, Clone)]
+pub struct ServiceUrls {
+    pub identity: String,
+    pub presence: String,
+    pub conversation: String,
+}
+
+fn public_url(env: &Env) -> Result<Url, ConfigError> {
+    let raw = env.required_url("PALAVER_PUBLIC_URL", &["http", "https"])?;
+    let invalid = |message: String| ConfigError {
+        var: "PALAVER_PUBLIC_URL".to_owned(),
+        message,
+    };
+    let url = Url::parse(&raw).map_err(|e| invalid(format!("not a URL: {e}")))?;
+    if url.host_str().is_none() || url.query().is_some() || url.fragment().is_some() {
+        return Err(invalid(
+            "must be a base URL such as https://chat.example.org (no query or fragment)".into(),
+        ));
+    }
+    Ok(url)
+}
+
+/// What `palaver-gateway [serve]` (and `palaver gateway …`) does: reads the
+/// configuration from the environment, exiting with status 2 and a message naming the
+/// variable when it is bad, connects to NATS and serves until SIGTERM or SIGINT.
+pub async fn run_command(command: Option<&str>) -> anyhow::Result<()> {
+    let config = GatewayConfig::from_env(&Env::process()).unwrap_or_else(|error| {
+        eprintln!("palaver-gateway: {error}");
+        std::process::exit(2);
+    });
+    if let Some(command) = command.filter(|c| *c != "serve") {
+        eprintln!("palaver-gateway: unknown command {command:?}; use `serve`");
+        std::process::exit(2);
+    }
+    let _telemetry = palaver_kit::telemetry::init("palaver-gateway")?;
+    let nats_url = config
+        .nats_url
+        .clone()
+        .context("PALAVER_NATS_URL is required")?;
+    let bus = palaver_kit::bus::NatsBus::connect(&nats_url, &config.bus_prefix)
+        .await
+        .context("connecting the event bus")?;
+    let service = GatewayService::build(config, Arc::new(bus)).await?;
+    let shutdown = Shutdown::new();
+    palaver_kit::shutdown::trigger_on_signal(&shutdown);
+    service.run_until_stopped(shutdown).await
+}
+
+/// A bound, ready-to-run gateway.
+pub struct GatewayService {
+    state: AppState,
+    listener: TcpListener,
+    http_addr: SocketAddr,
+    admin: AdminServer,
+    drain: Duration,
+    heartbeat_every: Duration,
+}
+
+impl GatewayService {
+    /// Binds the HTTP and admin listeners and prepares the clients of the other
+    /// services (connections are made lazily: an unreachable service shows in
+    /// `/readyz`, not here); events are read from and published on `bus`.
+    pub async fn build(config: GatewayConfig, bus: Arc<dyn EventBus>) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(config.common.listen)
+            .await
+            .with_context(|| format!("binding {}", config.common.listen))?;
+        let http_addr = listener.local_addr().context("reading the HTTP address")?;
+        let public_url = match &config.public_url {
+            Some(url) => url.clone(),
+            None => Url::parse(&format!("http://{http_addr}"))
+                .context("making the public URL from the bound address")?,
+        };
+        let identity = identity::connect(&config.identity_url)
+            .with_context(|| format!("PALAVER_IDENTITY_URL {}", config.identity_url))?;
+        let presence = identity::connect(&config.presence_url)
+            .with_context(|| format!("PALAVER_PRESENCE_URL {}", config.presence_url))?;
+        let conversation = identity::connect(&config.conversation_url)
+            .with_context(|| format!("PALAVER_CONVERSATION_URL {}", config.conversation_url))?;
+        let checks: Vec<Arc<dyn ReadinessCheck>> = vec![
+            Arc::new(ServiceReady::new(
+                "identity",
+                palaver_proto::identity::v1::identity_server::SERVICE_NAME,
+                identity.clone(),
+            )),
+            Arc::new(ServiceReady::new(
+                "presence",
+                palaver_proto::presence::v1::presence_server::SERVICE_NAME,
+                presence.clone(),
+            )),
+            Arc::new(ServiceReady::new(
+                "conversation",
+                palaver_proto::conversation::v1::conversations_server::SERVICE_NAME,
+                conversation.clone(),
+            )),
+            Arc::new(BusReady(bus.clone())),
+        ];
+        let clients = Clients {
+            identity: IdentityClient::new(identity),
+            presence: PresenceClient::new(presence),
+            conversation: ConversationClient::new(conversation),
+        };
+        let admin = AdminServer::bind(config.common.admin_listen, checks)
+            .await
+            .with_context(|| format!("binding {}", config.common.admin_listen))?;
+        let state = AppState::new(&config, public_url, clients, bus);
+        Ok(GatewayService {
+            state,
+            listener,
+            http_addr,
+            admin,
+            drain: config.common.drain,
+            heartbeat_every: config.heartbeat_every,
+        })
+    }
+
+    /// The address of the public HTTP server.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// The address of the admin server (`/healthz`, `/readyz`, `/metrics`).
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin.local_addr()
+    }
+
+    /// Serves until `shutdown` triggers, then stops accepting connections and waits
+    /// for the requests in flight, for at most the drain timeout.
+    pub async fn run_until_stopped(self, shutdown: Shutdown) -> anyhow::Result<()> {
+        tracing::info!(http = %self.http_addr, admin = %self.admin.local_addr(), "gateway listening");
+        let router = http::router(self.state.clone());
+        let stopping = shutdown.clone();
+        let server = tokio::spawn(async move {
+            axum::serve(
+                self.listener,
+                router.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move { stopping.wait().await })
+            .await
+        });
+        let admin = tokio::spawn(self.admin.run(shutdown.clone()));
+        let heartbeats = {
+            let state = self.state.clone();
+            let shutdown = shutdown.clone();
+            let every = self.heartbeat_every;
+            tokio::spawn(async move {
+                state.devices().run(state.presence(), every, shutdown).await;
+            })
+        };
+        let housekeeping = tokio::spawn(forget_idle_limits(self.state, shutdown.clone()));
+        shutdown.wait().await;
+        let finished = drain(
+            async {
+                let _ = heartbeats.await;
+                (server.await, admin.await, housekeeping.await)
+            },
+            self.drain,
+        )
+        .await;
+        match finished {
+            Some((server, admin, _)) => {
+                server.context("HTTP server task")?.context("HTTP server")?;
+                admin
+                    .context("admin server task")?
+                    .context("admin server")?;
+            }
+            None => tracing::warn!("gateway stopped before its requests drained"),
+        }
+        Ok(())
+    }
+}
+
+/// Keeps the rate limiters' memory to the clients seen lately.
+async fn forget_idle_limits(state: AppState, shutdown: Shutdown) {
+    let mut every = tokio::time::interval(FORGET_IDLE_EVERY);
+    every.tick().await;
+    loop {
+        tokio::select! {
+            () = shutdown.wait() => return,
+            _ = every.tick() => state.forget_idle_rate_limits(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(extra: &[(&str, &str)]) -> Env {
+        let mut pairs = vec![
+            ("PALAVER_IDENTITY_URL", "http://identity:50051"),
+            ("PALAVER_PRESENCE_URL", "http://presence:50052"),
+            ("PALAVER_CONVERSATION_URL", "http://conversation:50053"),
+            ("PALAVER_NATS_URL", "nats://nats:4222"),
+            ("PALAVER_ADMIN_TOKEN", "an-admin-token-long-enough"),
+            ("PALAVER_PUBLIC_URL", "https://chat.example.org"),
+        ];
+        pairs.extend_from_slice(extra);
+        Env::from_pairs(pairs)
+    }
+
+    #[test]
+    fn defaults_apply_when_unset() {
+        let config = GatewayConfig::from_env(&env(&[])).unwrap();
+        assert_eq!(config.common.listen, "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(config.limits, Limits::default());
+        assert_eq!(config.limits.sessions_per_ip_per_minute.get(), 30);
+        assert_eq!(config.max_body_bytes, 65536);
+        assert_eq!(config.presence_url, "http://presence:50052");
+        assert_eq!(config.nats_url.as_deref(), Some("nats://nats:4222"));
+        assert_eq!(config.bus_prefix, "palaver");
+        assert!(!format!("{config:?}").contains("an-admin-token-long-enough"));
+    }
+
+    #[test]
+    fn a_bad_value_names_its_variable() {
+        let cases = [
+            ("PALAVER_ADMIN_TOKEN", "short"),
+            ("PALAVER_PUBLIC_URL", "chat.example.org"),
+            ("PALAVER_PUBLIC_URL", "https://chat.example.org/?x=1"),
+            ("PALAVER_IDENTITY_URL", "https://identity:50051"),
+            ("PALAVER_TRUSTED_PROXIES", "10.0.0.0/33"),
+            ("PALAVER_LIMIT_SESSIONS_PER_IP_PER_MINUTE", "0"),
+            ("PALAVER_NATS_URL", "redis://x"),
+            ("PALAVER_PRESENCE_URL", "presence:50052"),
+            ("PALAVER_CONVERSATION_URL", "https://conversation:50053"),
+            ("PALAVER_WS_SEND_QUEUE", "0"),
+            ("PALAVER_WS_HEARTBEAT_SECONDS", "0"),
+        ];
+        for (var, value) in cases {
+            let err = GatewayConfig::from_env(&env(&[(var, value)])).unwrap_err();
+            assert_eq!(err.var, var, "{value}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_services_and_nats_are_required() {
+        for var in [
+            "PALAVER_PRESENCE_URL",
+            "PALAVER_CONVERSATION_URL",
+            "PALAVER_NATS_URL",
+        ] {
+            let pairs: Vec<(&str, &str)> = [
+                ("PALAVER_IDENTITY_URL", "http://identity:50051"),
+                ("PALAVER_PRESENCE_URL", "http://presence:50052"),
+                ("PALAVER_CONVERSATION_URL", "http://conversation:50053"),
+                ("PALAVER_NATS_URL", "nats://nats:4222"),
+                ("PALAVER_ADMIN_TOKEN", "an-admin-token-long-enough"),
+                ("PALAVER_PUBLIC_URL", "https://chat.example.org"),
+            ]
+            .into_iter()
+            .filter(|(name, _)| *name != var)
+            .collect();
+            let err = GatewayConfig::from_env(&Env::from_pairs(pairs)).unwrap_err();
+            assert_eq!(err.var, var);
+        }
+    }
+
+    #[test]
+    fn limits_and_proxies_are_read() {
+        let config = GatewayConfig::from_env(&env(&[
+            ("PALAVER_LIMIT_SESSIONS_PER_IP_PER_MINUTE", "5"),
+            ("PALAVER_TRUSTED_PROXIES", "10.0.0.0/8, 192.168.1.7"),
+        ]))
+        .unwrap();
+        assert_eq!(config.limits.sessions_per_ip_per_minute.get(), 5);
+        assert!(
+            config
+                .trusted_proxies
+                .contains("192.168.1.7".parse().unwrap())
+        );
+        assert!(config.trusted_proxies.contains("10.2.3.4".parse().unwrap()));
+        assert!(!config.trusted_proxies.contains("11.0.0.1".parse().unwrap()));
+    }
+}
