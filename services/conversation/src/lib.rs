@@ -146,6 +146,50 @@ pub async fn migrate(database_url: &str) -> anyhow::Result<()> {
         .context("migrating the conversation database")
 }
 
+/// What `palaver-conversation [serve|migrate]` (and `palaver conversation …`) does:
+/// reads the configuration from the environment, exiting with status 2 and a message
+/// naming the variable when it is bad, then serves until SIGTERM or SIGINT, or migrates.
+pub async fn run_command(command: Option<&str>) -> anyhow::Result<()> {
+    let env = Env::process();
+    match command {
+        None | Some("serve") => serve_from_env(&env).await,
+        Some("migrate") => {
+            let database_url = env
+                .required_url(
+                    "PALAVER_DATABASE_URL",
+                    &["postgres", "postgresql", "sqlite"],
+                )
+                .unwrap_or_else(|error| exit(&error.to_string()));
+            let _telemetry = palaver_kit::telemetry::init("palaver-conversation")?;
+            migrate(&database_url).await.context("migrations failed")
+        }
+        Some(other) => exit(&format!(
+            "unknown command {other:?}; use `serve` or `migrate`"
+        )),
+    }
+}
+
+async fn serve_from_env(env: &Env) -> anyhow::Result<()> {
+    let config = ConversationConfig::from_env(env).unwrap_or_else(|error| exit(&error.to_string()));
+    let _telemetry = palaver_kit::telemetry::init("palaver-conversation")?;
+    let nats_url = config
+        .nats_url
+        .clone()
+        .context("PALAVER_NATS_URL must be set")?;
+    let bus = palaver_kit::bus::NatsBus::connect(&nats_url, palaver_kit::bus::DEFAULT_PREFIX)
+        .await
+        .context("connecting to NATS (PALAVER_NATS_URL)")?;
+    let service = ConversationService::build(config, Arc::new(bus)).await?;
+    let shutdown = Shutdown::new();
+    palaver_kit::shutdown::trigger_on_signal(&shutdown);
+    service.run_until_stopped(shutdown).await
+}
+
+fn exit(message: &str) -> ! {
+    eprintln!("palaver-conversation: {message}");
+    std::process::exit(2);
+}
+
 /// A bound, ready-to-run conversation service.
 pub struct ConversationService {
     conversations: Arc<Conversations>,

@@ -30,6 +30,10 @@ enum Command {
     Identity { command: Option<String> },
     /// Run the presence service: `serve` (the default).
     Presence { command: Option<String> },
+    /// Run the conversation service: `serve` (the default) or `migrate`.
+    Conversation { command: Option<String> },
+    /// Run the gateway: `serve` (the default).
+    Gateway { command: Option<String> },
 }
 
 #[tokio::main]
@@ -38,5 +42,9 @@ async fn main() -> anyhow::Result<()> {
         Command::Up(args) => up::run(args).await,
         Command::Identity { command } => palaver_identity::run_command(command.as_deref()).await,
         Command::Presence { command } => palaver_presence::run_command(command.as_deref()).await,
+        Command::Conversation { command } => {
+            palaver_conversation::run_command(command.as_deref()).await
+        }
+        Command::Gateway { command } => palaver_gateway::run_command(command.as_deref()).await,
     }
 }

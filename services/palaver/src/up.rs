@@ -8,9 +8,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
+use palaver_conversation::{ConversationConfig, ConversationService};
+use palaver_gateway::{GatewayConfig, GatewayService, ServiceUrls};
 use palaver_identity::domain::apps::NewApp;
 use palaver_identity::{IdentityConfig, IdentityService};
 use palaver_kit::bus::{EventBus, LocalBus};
+use palaver_kit::config::{CommonConfig, SecretString};
 use palaver_kit::shutdown::{Shutdown, trigger_on_signal};
 use palaver_presence::{Backends, PresenceConfig, PresenceService};
 use serde::{Deserialize, Serialize};
@@ -54,6 +57,39 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     )
     .await
     .context("starting the presence service")?;
+    let conversation_db = sqlite_url(&args.data_dir, "conversation.db");
+    palaver_conversation::migrate(&conversation_db).await?;
+    let conversation = ConversationService::build(
+        ConversationConfig::ephemeral(&conversation_db, &identity_url),
+        bus.clone(),
+    )
+    .await
+    .context("starting the conversation service")?;
+    let (admin_token, generated) = match std::env::var("PALAVER_ADMIN_TOKEN") {
+        Ok(token) if !token.trim().is_empty() => (token, false),
+        _ => (palaver_identity::domain::secrets::random_string(32), true),
+    };
+    let public_url = url::Url::parse(&format!("http://{}", args.listen)).context("--listen")?;
+    let gateway = GatewayService::build(
+        GatewayConfig {
+            common: CommonConfig {
+                listen: args.listen,
+                ..CommonConfig::ephemeral()
+            },
+            public_url: Some(public_url.clone()),
+            ..GatewayConfig::ephemeral(
+                ServiceUrls {
+                    identity: identity_url.clone(),
+                    presence: format!("http://{}", presence.grpc_addr()),
+                    conversation: format!("http://{}", conversation.grpc_addr()),
+                },
+                SecretString::from(admin_token.clone()),
+            )
+        },
+        bus.clone(),
+    )
+    .await
+    .context("starting the gateway")?;
     let demo = demo_app(&args, &identity).await?;
 
     println!();
@@ -61,17 +97,24 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         "Palaver is running on its embedded default (data in {}).",
         args.data_dir.display()
     );
-    println!("  identity (gRPC)  http://{}", identity.grpc_addr());
-    println!("  identity admin   http://{}/readyz", identity.admin_addr());
-    println!("  presence (gRPC)  http://{}", presence.grpc_addr());
+    println!("  API              {public_url}v1/openapi.json");
+    println!("  WebSocket        ws://{}/v1/ws", args.listen);
     println!(
-        "  demo app         {} (secrets in {})",
+        "  demo app         {} (its secrets are in {})",
         demo.app_id,
         args.data_dir.join("demo-app.json").display()
     );
+    if generated {
+        println!("  admin token      {admin_token}  (set PALAVER_ADMIN_TOKEN to choose it)");
+    }
     println!(
-        "The gateway (HTTP API on {}) and the demo site (on {}) join as they land.",
-        args.listen, args.demo_listen
+        "  internal gRPC    identity {identity_url}, presence http://{}, conversation http://{}",
+        presence.grpc_addr(),
+        conversation.grpc_addr()
+    );
+    println!(
+        "The demo site (on {}) joins when the pages land.",
+        args.demo_listen
     );
     println!("Press Ctrl-C to stop.");
     println!();
@@ -80,7 +123,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     trigger_on_signal(&shutdown);
     tokio::try_join!(
         identity.run_until_stopped(shutdown.clone()),
-        presence.run_until_stopped(shutdown.clone())
+        presence.run_until_stopped(shutdown.clone()),
+        conversation.run_until_stopped(shutdown.clone()),
+        gateway.run_until_stopped(shutdown.clone()),
     )?;
     Ok(())
 }
