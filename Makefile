@@ -25,6 +25,8 @@ deps: ## Install what the tests and helm-check need when it is missing (idempote
 
 bench: ## Run the benchmarks and print their figures
 	$(CARGO) bench -p palaver-identity --bench identity
+	$(CARGO) bench -p palaver-presence --bench presence
+	$(CARGO) bench -p palaver-conversation --bench conversation
 
 .PHONY: helm-check
 helm-check: ## Lint, render and validate helm/palaver and deploy/ (helm, kubernetes-validate, checkov)
