@@ -1,5 +1,6 @@
 //! What every Palaver service shares.
 //!
+//! - [`clock`]: wall-clock time that tests may shift.
 //! - [`config`]: typed configuration from environment variables.
 //! - [`telemetry`]: JSON logs with trace ids, OTLP trace export, W3C trace context over
 //!   gRPC metadata and NATS headers.
@@ -16,6 +17,7 @@
 
 pub mod admin;
 pub mod bus;
+pub mod clock;
 pub mod config;
 pub mod db;
 pub mod error;

@@ -9,10 +9,6 @@ pub mod model;
 pub mod transcript;
 pub mod validate;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use palaver_kit::{Error, ErrorCode};
 use rand::Rng;
 use rand::distr::Alphanumeric;
@@ -37,26 +33,7 @@ pub fn new_id(prefix: &str, len: usize) -> String {
     format!("{prefix}{body}")
 }
 
-/// Wall-clock time in Unix milliseconds, which tests may shift.
-#[derive(Debug, Clone, Default)]
-pub struct Clock {
-    offset_ms: Arc<AtomicI64>,
-}
-
-impl Clock {
-    pub fn now_ms(&self) -> i64 {
-        let system = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or_default();
-        system + self.offset_ms.load(Ordering::Relaxed)
-    }
-
-    /// Moves this clock (and every clone of it) by `ms` milliseconds.
-    pub fn shift(&self, ms: i64) {
-        self.offset_ms.fetch_add(ms, Ordering::Relaxed);
-    }
-}
+pub use palaver_kit::clock::Clock;
 
 /// The deployment's defaults, which an app's own limits override.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

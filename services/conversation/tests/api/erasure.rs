@@ -167,7 +167,7 @@ on_both_backends!(
             .unwrap();
 
         // 91 days later, for an app that keeps 90.
-        t.clock.shift(91 * 86_400_000);
+        t.clock.shift_ms(91 * 86_400_000);
         t.send(&chat.visitor, id, "new", "fresh").await.unwrap();
         let retained = t.conversations.apply_retention().await.unwrap();
         assert_eq!(

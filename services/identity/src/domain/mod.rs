@@ -13,9 +13,7 @@ pub mod secrets;
 pub mod validate;
 pub mod visitors;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+pub use palaver_kit::clock::Clock;
 
 use crate::store::Store;
 
@@ -49,27 +47,6 @@ impl Default for Policy {
             operator_token_ttl: 12 * 3_600,
             signing_key_max_age: 30 * 86_400,
         }
-    }
-}
-
-/// Wall-clock time in Unix seconds, which tests may shift forward or back.
-#[derive(Debug, Clone, Default)]
-pub struct Clock {
-    offset: Arc<AtomicI64>,
-}
-
-impl Clock {
-    pub fn now(&self) -> i64 {
-        let system = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or_default();
-        system + self.offset.load(Ordering::Relaxed)
-    }
-
-    /// Moves this clock (and every clone of it) by `seconds`.
-    pub fn shift(&self, seconds: i64) {
-        self.offset.fetch_add(seconds, Ordering::Relaxed);
     }
 }
 

@@ -300,7 +300,7 @@ on_both_backends!(
         t.member(&app_id, "42").await;
         let approved = t.approved_code(&app_id, "42").await;
         let pending = t.consent_request(&app_id, "42", &Pkce::new()).await;
-        t.clock.shift(601);
+        t.clock.shift_ms(601_000);
         let late = t
             .client()
             .exchange_authorization_code(pb::ExchangeAuthorizationCodeRequest {
@@ -333,7 +333,7 @@ on_both_backends!(
         let first = t.grant(&app_id, "42").await;
 
         // 300 s before the real expiry the token already counts as expired.
-        t.clock.shift(365 * DAY - 299);
+        t.clock.shift_ms((365 * DAY - 299) * 1000);
         assert_eq!(
             status(&t.permission(&app_id, "42").await),
             pb::PermissionStatus::Expired

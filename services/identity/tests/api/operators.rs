@@ -53,7 +53,7 @@ on_both_backends!(
             .await
             .unwrap()
             .into_inner();
-        t.clock.shift(601);
+        t.clock.shift_ms(601_000);
         assert_eq!(
             code_of(exchange(&late.login_token).await),
             ErrorCode::Unauthenticated,

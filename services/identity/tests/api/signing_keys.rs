@@ -112,9 +112,9 @@ on_both_backends!(
         );
 
         // A token issued two days ago has expired.
-        t.clock.shift(-2 * 86_400);
+        t.clock.shift_ms(-2 * 86_400_000);
         let old = t.anonymous_session(&app_id, &endpoint, "Old").await;
-        t.clock.shift(2 * 86_400);
+        t.clock.shift_ms(2 * 86_400_000);
         assert_eq!(
             verifier
                 .verify(&old.unwrap().session_token)
