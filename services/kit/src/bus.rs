@@ -96,6 +96,27 @@ pub enum BusError {
     NotReady(String),
 }
 
+/// Creates a JetStream stream or updates its settings. Replicas starting together race
+/// to create it: the loser's create fails (the subjects overlap the winner's stream), so
+/// it tries again a few times, and then finds the stream and updates it.
+pub async fn ensure_stream(
+    jetstream: &jetstream::Context,
+    config: stream::Config,
+) -> Result<(), jetstream::context::CreateStreamError> {
+    let mut attempt = 0;
+    loop {
+        match jetstream.create_or_update_stream(config.clone()).await {
+            Ok(_) => return Ok(()),
+            Err(error) if attempt < 3 => {
+                attempt += 1;
+                tracing::debug!(%error, attempt, stream = %config.name, "stream setup raced; trying again");
+                tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
 /// Publishes and subscribes to events. Subjects are given without the bus prefix.
 #[async_trait]
 pub trait EventBus: Send + Sync + 'static {
@@ -340,8 +361,7 @@ impl NatsBus {
             max_age,
             ..Default::default()
         };
-        jetstream
-            .create_or_update_stream(config)
+        ensure_stream(&jetstream, config)
             .await
             .map_err(|source| BusError::Stream {
                 stream: stream_name.clone(),

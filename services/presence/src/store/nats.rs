@@ -8,7 +8,7 @@
 //! and drops records untouched for a day: a member with a live device is written at
 //! least once per TTL + grace, so only long-settled offline records age out.
 //!
-//! The bucket's stream is created with `create_or_update_stream` rather than
+//! The bucket's stream is created with the kit's `ensure_stream` rather than
 //! `create_key_value`, whose account-info request cannot parse the answer of older
 //! servers such as Debian's nats-server 2.9; the stream has exactly the key-value shape.
 
@@ -61,8 +61,9 @@ impl KvStore {
         options: KvOptions,
     ) -> Result<KvStore, StoreError> {
         let bucket = format!("{}_PRESENCE", prefix.to_uppercase());
-        jetstream
-            .create_or_update_stream(stream::Config {
+        palaver_kit::bus::ensure_stream(
+            &jetstream,
+            stream::Config {
                 name: format!("KV_{bucket}"),
                 description: Some("Palaver presence: one record per member".to_owned()),
                 subjects: vec![format!("$KV.{bucket}.>")],
@@ -75,9 +76,10 @@ impl KvStore {
                 allow_direct: true,
                 discard: stream::DiscardPolicy::New,
                 ..Default::default()
-            })
-            .await
-            .map_err(|e| StoreError::unavailable(format!("creating bucket {bucket}"), e))?;
+            },
+        )
+        .await
+        .map_err(|e| StoreError::unavailable(format!("creating bucket {bucket}"), e))?;
         let kv = jetstream
             .get_key_value(&bucket)
             .await
