@@ -20,6 +20,7 @@
 //! | `PALAVER_ADMIN_LISTEN` | `/healthz`, `/readyz`, `/metrics` | `0.0.0.0:9090` |
 //! | `PALAVER_DATABASE_URL` | `postgres://…` or `sqlite://…` | required |
 //! | `PALAVER_NATS_URL` | `nats://…`, where events are published | required |
+//! | `PALAVER_BUS_PREFIX` | the subject prefix on NATS, the same for every service of a deployment | `palaver` |
 //! | `PALAVER_IDENTITY_URL` | `http://identity:50051`, balanced over every address | required |
 //! | `PALAVER_DRAIN_SECONDS` | how long a SIGTERM waits for work in flight | `20` |
 //! | `PALAVER_OPEN_CONVERSATIONS_PER_VISITOR` | open conversations a visitor may have, unless the app sets its own | `3` |
@@ -176,7 +177,9 @@ async fn serve_from_env(env: &Env) -> anyhow::Result<()> {
         .nats_url
         .clone()
         .context("PALAVER_NATS_URL must be set")?;
-    let bus = palaver_kit::bus::NatsBus::connect(&nats_url, palaver_kit::bus::DEFAULT_PREFIX)
+    let prefix =
+        palaver_kit::bus::prefix_from_env(env).unwrap_or_else(|error| exit(&error.to_string()));
+    let bus = palaver_kit::bus::NatsBus::connect(&nats_url, &prefix)
         .await
         .context("connecting to NATS (PALAVER_NATS_URL)")?;
     let service = ConversationService::build(config, Arc::new(bus)).await?;

@@ -142,9 +142,7 @@ impl GatewayConfig {
             presence_url: env.required_url("PALAVER_PRESENCE_URL", &["http"])?,
             conversation_url: env.required_url("PALAVER_CONVERSATION_URL", &["http"])?,
             nats_url: Some(env.required_url("PALAVER_NATS_URL", &["nats", "tls", "ws", "wss"])?),
-            bus_prefix: env
-                .raw("PALAVER_BUS_PREFIX")
-                .unwrap_or_else(|| DEFAULT_PREFIX.to_owned()),
+            bus_prefix: palaver_kit::bus::prefix_from_env(env)?,
             admin_token,
             public_url: Some(public_url(env)?),
             trusted_proxies: env.parse_or("PALAVER_TRUSTED_PROXIES", TrustedProxies::none())?,

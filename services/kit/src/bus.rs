@@ -96,6 +96,19 @@ pub enum BusError {
     NotReady(String),
 }
 
+/// The subject prefix every NATS service of a deployment shares: `PALAVER_BUS_PREFIX`,
+/// default [`DEFAULT_PREFIX`].
+pub fn prefix_from_env(env: &crate::config::Env) -> Result<String, crate::config::ConfigError> {
+    let prefix = env
+        .raw("PALAVER_BUS_PREFIX")
+        .unwrap_or_else(|| DEFAULT_PREFIX.to_owned());
+    check_prefix(&prefix).map_err(|e| crate::config::ConfigError {
+        var: "PALAVER_BUS_PREFIX".to_owned(),
+        message: e.to_string(),
+    })?;
+    Ok(prefix)
+}
+
 /// Creates a JetStream stream or updates its settings. Replicas starting together race
 /// to create it: the loser's create fails (the subjects overlap the winner's stream), so
 /// it tries again a few times, and then finds the stream and updates it.

@@ -20,6 +20,7 @@
 //! | `PALAVER_LISTEN` | gRPC address | `0.0.0.0:50052` |
 //! | `PALAVER_ADMIN_LISTEN` | `/healthz`, `/readyz`, `/metrics` | `0.0.0.0:9090` |
 //! | `PALAVER_NATS_URL` | NATS with JetStream: the event bus and the key-value bucket | required |
+//! | `PALAVER_BUS_PREFIX` | the subject prefix on NATS, the same for every service of a deployment | `palaver` |
 //! | `PALAVER_IDENTITY_URL` | the identity service, `http://host:port` (every address the name resolves to) | required |
 //! | `PALAVER_DRAIN_SECONDS` | how long a SIGTERM waits for work in flight | `20` |
 //! | `PALAVER_PRESENCE_TTL_SECONDS` | a device that has not heartbeated for TTL + grace is offline | `30` |
@@ -206,12 +207,11 @@ pub async fn run_command(command: Option<&str>) -> anyhow::Result<()> {
         .nats_url
         .clone()
         .context("PALAVER_NATS_URL must be set")?;
-    let backends = Backends::nats(
-        &nats_url,
-        palaver_kit::bus::DEFAULT_PREFIX,
-        config.kv.clone(),
-    )
-    .await?;
+    let prefix = palaver_kit::bus::prefix_from_env(&Env::process()).unwrap_or_else(|error| {
+        eprintln!("palaver-presence: {error}");
+        std::process::exit(2);
+    });
+    let backends = Backends::nats(&nats_url, &prefix, config.kv.clone()).await?;
     let service = PresenceService::build(config, backends).await?;
     let shutdown = Shutdown::new();
     palaver_kit::shutdown::trigger_on_signal(&shutdown);
