@@ -19,16 +19,20 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use opentelemetry::propagation::{Extractor, Injector};
 use opentelemetry::trace::{TraceContextExt as _, TracerProvider as _};
 use opentelemetry::{Context, global};
+use opentelemetry_otlp::WithExportConfig as _;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use serde_json::{Map, Value};
 use tower::{Layer, Service};
 use tracing::field::{Empty, Field, Visit};
+use tracing::subscriber::Interest;
 use tracing::{Event, Instrument, Level, Metadata, Span, Subscriber};
 use tracing_opentelemetry::{OpenTelemetrySpanExt as _, OtelData};
 use tracing_subscriber::Layer as _;
-use tracing_subscriber::filter::{EnvFilter, FilterExt as _, LevelFilter, filter_fn};
+use tracing_subscriber::filter::{
+    EnvFilter, FilterExt as _, LevelFilter, dynamic_filter_fn, filter_fn,
+};
 use tracing_subscriber::fmt::format::{JsonFields, Writer};
 use tracing_subscriber::fmt::time::{FormatTime as _, SystemTime};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormattedFields, MakeWriter};
@@ -62,24 +66,36 @@ impl fmt::Debug for TelemetryGuard {
     }
 }
 
+impl TelemetryGuard {
+    /// Exports the spans that have ended so far, waiting until the collector took them
+    /// (or refused them). Does nothing for an inactive guard.
+    pub fn force_flush(&self) -> anyhow::Result<()> {
+        let Some(provider) = &self.provider else {
+            return Ok(());
+        };
+        on_the_side(|| provider.force_flush()).context("cannot flush traces")
+    }
+}
+
 impl Drop for TelemetryGuard {
     fn drop(&mut self) {
         let Some(provider) = self.provider.take() else {
             return;
         };
-        let shutdown = move || {
-            if let Err(error) = provider.shutdown_with_timeout(Duration::from_secs(5)) {
-                tracing::warn!(%error, "cannot flush traces");
-            }
-        };
-        // The batch exporter sends through tonic on this runtime: block a worker only
-        // where another one can drive the export.
-        match tokio::runtime::Handle::try_current() {
-            Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-                tokio::task::block_in_place(shutdown)
-            }
-            _ => shutdown(),
+        if let Err(error) = on_the_side(|| provider.shutdown_with_timeout(Duration::from_secs(5))) {
+            tracing::warn!(%error, "cannot flush traces");
         }
+    }
+}
+
+/// Runs `work`, which waits for the batch exporter. The exporter sends through tonic on
+/// this runtime: block a worker only where another one can drive the export.
+fn on_the_side<T>(work: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(work)
+        }
+        _ => work(),
     }
 }
 
@@ -91,6 +107,23 @@ impl Drop for TelemetryGuard {
 /// Call it inside a Tokio runtime. Calling it again (or after [`init_for_tests`]) never
 /// fails and returns a guard that does nothing.
 pub fn init(service_name: &str) -> anyhow::Result<TelemetryGuard> {
+    let exporting = std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT").is_some_and(|v| !v.is_empty());
+    install(service_name, exporting, None)
+}
+
+/// Like [`init`], always exporting to the OTLP (gRPC) collector at `endpoint`
+/// (`http://host:port`), whatever the environment says.
+pub fn init_with_endpoint(service_name: &str, endpoint: &str) -> anyhow::Result<TelemetryGuard> {
+    install(service_name, true, Some(endpoint))
+}
+
+/// [`init`]'s work: exports when `exporting`, to `endpoint` or where the environment
+/// says.
+fn install(
+    service_name: &str,
+    exporting: bool,
+    endpoint: Option<&str>,
+) -> anyhow::Result<TelemetryGuard> {
     global::set_text_map_propagator(TraceContextPropagator::new());
     if tracing::dispatcher::has_been_set() {
         return Ok(TelemetryGuard { provider: None });
@@ -100,7 +133,6 @@ pub fn init(service_name: &str) -> anyhow::Result<TelemetryGuard> {
             .with_context(|| format!("RUST_LOG is not a valid log filter: {directives:?}"))?,
         _ => EnvFilter::new("info,opentelemetry=warn,opentelemetry_sdk=warn"),
     };
-    let exporting = std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT").is_some_and(|v| !v.is_empty());
     let mut builder = SdkTracerProvider::builder().with_resource(
         Resource::builder()
             .with_service_name(service_name.to_owned())
@@ -111,8 +143,11 @@ pub fn init(service_name: &str) -> anyhow::Result<TelemetryGuard> {
             tokio::runtime::Handle::try_current().is_ok(),
             "telemetry::init must run inside a Tokio runtime to export traces"
         );
-        let exporter = opentelemetry_otlp::SpanExporter::builder()
-            .with_tonic()
+        let mut exporter = opentelemetry_otlp::SpanExporter::builder().with_tonic();
+        if let Some(endpoint) = endpoint {
+            exporter = exporter.with_endpoint(endpoint);
+        }
+        let exporter = exporter
             .build()
             .context("cannot build the OTLP span exporter (OTEL_EXPORTER_OTLP_ENDPOINT)")?;
         builder = builder.with_batch_exporter(exporter);
@@ -164,13 +199,26 @@ fn info_spans() -> tracing_subscriber::filter::FilterFn<impl Fn(&Metadata<'_>) -
     filter_fn(|metadata| metadata.is_span() && *metadata.level() <= Level::INFO)
 }
 
+/// Traces `INFO` and above. Its filter is asked at every span rather than once per
+/// callsite: a callsite cached as always enabled skips the per-span check, and its span
+/// then takes whatever per-layer filter state an earlier unanswered check left on the
+/// thread (a disabled `DEBUG` check from `sqlx`, say), losing the span from the trace.
 fn otel_layer<S>(provider: &SdkTracerProvider) -> impl tracing_subscriber::Layer<S>
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
+    let info_and_above = dynamic_filter_fn(|metadata, _| *metadata.level() <= Level::INFO)
+        .with_max_level_hint(LevelFilter::INFO)
+        .with_callsite_filter(|metadata| {
+            if *metadata.level() <= Level::INFO {
+                Interest::sometimes()
+            } else {
+                Interest::never()
+            }
+        });
     tracing_opentelemetry::layer()
         .with_tracer(provider.tracer(TRACER_NAME))
-        .with_filter(LevelFilter::INFO)
+        .with_filter(info_and_above)
 }
 
 fn json_log_layer<S, W>(filter: EnvFilter, writer: W) -> impl tracing_subscriber::Layer<S>
@@ -684,6 +732,47 @@ mod tests {
             .map(String::as_str)
             .collect();
         assert!(!keys.iter().any(|key| key.starts_with("otel.")), "{keys:?}");
+    }
+
+    /// A `DEBUG` log record as the `log` bridge sees one, which asks the subscriber
+    /// directly, whatever the maximum level.
+    struct LogCallsite;
+
+    static LOG_CALLSITE: LogCallsite = LogCallsite;
+
+    static DEBUG_RECORD: Metadata<'static> = Metadata::new(
+        "log record",
+        "sqlx::query",
+        Level::DEBUG,
+        None,
+        None,
+        None,
+        tracing::field::FieldSet::new(&[], tracing::callsite::Identifier(&LOG_CALLSITE)),
+        tracing::metadata::Kind::EVENT,
+    );
+
+    impl tracing::callsite::Callsite for LogCallsite {
+        fn set_interest(&self, _: Interest) {}
+
+        fn metadata(&self) -> &Metadata<'_> {
+            &DEBUG_RECORD
+        }
+    }
+
+    #[test]
+    fn a_span_after_a_disabled_check_is_still_traced() {
+        let provider = SdkTracerProvider::builder().build();
+        let subscriber = tracing_subscriber::registry()
+            .with(otel_layer(&provider))
+            .with(json_log_layer(EnvFilter::new("info"), Buffer::default()));
+        with_default(subscriber, || {
+            for _ in 0..3 {
+                // What `sqlx` asks through `log` before logging a query it then skips.
+                tracing::dispatcher::get_default(|d| d.enabled(&DEBUG_RECORD));
+                let span = tracing::info_span!("test.after_check");
+                assert!(span.in_scope(current_trace_id).is_some());
+            }
+        });
     }
 
     #[test]

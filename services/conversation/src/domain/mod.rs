@@ -219,6 +219,7 @@ impl Conversations {
                 caller: caller.clone(),
                 client_id,
                 text,
+                traceparent: crate::outbox::events::current_traceparent(),
             })
             .await
     }

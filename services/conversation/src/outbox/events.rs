@@ -16,6 +16,16 @@ pub struct OutboxEvent {
     pub stream: String,
     pub subject: String,
     pub payload: Vec<u8>,
+    /// The W3C `traceparent` of the request that caused the event, so that publishing
+    /// it continues that trace.
+    pub traceparent: Option<String>,
+}
+
+/// The W3C `traceparent` of the current span; `None` outside a traced span.
+pub fn current_traceparent() -> Option<String> {
+    let mut carrier = std::collections::HashMap::new();
+    palaver_kit::telemetry::inject(&mut carrier);
+    carrier.remove("traceparent")
 }
 
 fn event_id() -> String {
@@ -50,11 +60,18 @@ fn state_event(
         stream: conversation.conversation_id.clone(),
         subject: conversation_subject(conversation, "state"),
         payload: payload.encode_to_vec(),
+        traceparent: current_traceparent(),
     }
 }
 
-/// `<app>.conv.<id>.msg`: a message was created.
-pub fn message_created(conversation: &Conversation, message: &Message, at: i64) -> OutboxEvent {
+/// `<app>.conv.<id>.msg`: a message was created, by a request traced as `traceparent`
+/// (messages are stored away from their requests, by the group commit).
+pub fn message_created(
+    conversation: &Conversation,
+    message: &Message,
+    at: i64,
+    traceparent: Option<String>,
+) -> OutboxEvent {
     let event_id = event_id();
     let payload = pb::MessageEvent {
         event_id: event_id.clone(),
@@ -66,6 +83,7 @@ pub fn message_created(conversation: &Conversation, message: &Message, at: i64) 
         stream: conversation.conversation_id.clone(),
         subject: conversation_subject(conversation, "msg"),
         payload: payload.encode_to_vec(),
+        traceparent,
     }
 }
 
@@ -117,6 +135,7 @@ pub fn conversation_started(conversation: &Conversation, at: i64) -> OutboxEvent
         stream: conversation.conversation_id.clone(),
         subject: inbox_subject(&conversation.app_id, &conversation.member_id),
         payload: payload.encode_to_vec(),
+        traceparent: current_traceparent(),
     }
 }
 
@@ -136,5 +155,6 @@ pub fn offline_message(message: &OfflineMessage, at: i64) -> OutboxEvent {
         stream: message.offline_message_id.clone(),
         subject: inbox_subject(&message.app_id, &message.member_id),
         payload: payload.encode_to_vec(),
+        traceparent: current_traceparent(),
     }
 }

@@ -12,6 +12,10 @@
 //! ahead of an event that failed; different streams are published concurrently. While
 //! NATS is down, every publish fails, the relay backs off and tries again, and the
 //! events wait in the table, committed.
+//!
+//! Each publish runs in an `outbox.publish` span continuing the trace of the request
+//! that caused the event (its `traceparent`, stored with the event), so the event
+//! carries that trace on over the bus.
 
 pub mod events;
 
@@ -24,6 +28,8 @@ use palaver_kit::Error;
 use palaver_kit::bus::{BusError, EventBus};
 use palaver_kit::shutdown::Shutdown;
 use tokio::sync::Notify;
+use tracing::Instrument as _;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::domain::Clock;
 use crate::store::{PendingEvent, Store};
@@ -50,6 +56,24 @@ pub struct Pass {
     pub failed: Option<String>,
     /// Whether the pass read a full batch (more may wait).
     pub full: bool,
+}
+
+/// The span of one event's publish: a child of the request that caused the event when
+/// its trace context was stored, of the relay's pass otherwise.
+fn publish_span(event: &PendingEvent) -> tracing::Span {
+    let span = tracing::info_span!(
+        "outbox.publish",
+        otel.name = format!("publish {}", event.subject),
+        otel.kind = "producer",
+        messaging.system = "nats",
+        messaging.destination.name = %event.subject,
+        messaging.message.id = %event.event_id,
+    );
+    if let Some(traceparent) = &event.traceparent {
+        let carrier = HashMap::from([("traceparent".to_owned(), traceparent.clone())]);
+        let _ = span.set_parent(palaver_kit::telemetry::extract(&carrier));
+    }
+    span
 }
 
 /// Publishes the outbox's events.
@@ -87,9 +111,11 @@ impl Relay {
             async move {
                 let mut published = Vec::new();
                 for event in stream {
+                    let span = publish_span(&event);
                     let payload = bytes::Bytes::from(event.payload);
                     match bus
                         .publish_durable(&event.subject, &event.event_id, payload)
+                        .instrument(span)
                         .await
                     {
                         Ok(()) => published.push(event.event_id),

@@ -183,6 +183,8 @@ pub struct PendingEvent {
     pub payload: Vec<u8>,
     /// When the change was committed (Unix milliseconds).
     pub created_at: i64,
+    /// The W3C `traceparent` of the request that caused the event.
+    pub traceparent: Option<String>,
 }
 
 /// A conversation to open.
@@ -211,6 +213,8 @@ pub struct NewMessage {
     pub caller: Caller,
     pub client_id: String,
     pub text: String,
+    /// The W3C `traceparent` of the sending request, which its event carries on.
+    pub traceparent: Option<String>,
 }
 
 /// An appended message: new, or stored before under the same client id.
@@ -329,10 +333,10 @@ impl Store {
     ) -> Result<(), sqlx::Error> {
         for chunk in pow2_chunks(events) {
             let rows: Vec<String> = (0..chunk.len())
-                .map(|i| format!("({}, $1)", placeholders(2 + i * 5, 5)))
+                .map(|i| format!("({}, $1)", placeholders(2 + i * 6, 6)))
                 .collect();
             let sql = format!(
-                "INSERT INTO outbox (event_id, stream, subject, payload, event_at, created_at) VALUES {}",
+                "INSERT INTO outbox (event_id, stream, subject, payload, event_at, traceparent, created_at) VALUES {}",
                 rows.join(", ")
             );
             let mut query = sqlx::query(&sql).bind(now);
@@ -342,7 +346,8 @@ impl Store {
                     .bind(&event.stream)
                     .bind(&event.subject)
                     .bind(&event.payload)
-                    .bind(*event_at);
+                    .bind(*event_at)
+                    .bind(&event.traceparent);
             }
             query.execute(&mut **tx).await?;
         }
@@ -635,7 +640,8 @@ impl Store {
                     text: item.text.clone(),
                     sent_at: now,
                 };
-                let event = events::message_created(conversation, &message, now);
+                let event =
+                    events::message_created(conversation, &message, now, item.traceparent.clone());
                 new_events.push((event, locked.next_event_at(now)));
                 stored.insert(key, message.clone());
                 new_messages.push(message.clone());
@@ -1275,7 +1281,7 @@ impl Store {
     /// order).
     pub async fn pending_events(&self, limit: u32) -> Result<Vec<PendingEvent>, Error> {
         sqlx::query_as::<_, PendingEvent>(&format!(
-            "SELECT event_id, stream, subject, payload, created_at FROM outbox ORDER BY event_at, stream LIMIT {limit}"
+            "SELECT event_id, stream, subject, payload, created_at, traceparent FROM outbox ORDER BY event_at, stream LIMIT {limit}"
         ))
         .fetch_all(self.db.pool())
         .await

@@ -237,6 +237,7 @@ async fn a_relay_killed_between_publish_and_mark_publishes_again_without_duplica
             caller: caller.clone(),
             client_id: format!("c{i}"),
             text: format!("message {i}"),
+            traceparent: None,
         })
         .collect();
     store.append_messages(&batch, 2_000).await.unwrap();

@@ -49,6 +49,7 @@ fn message(conversation_id: &str, who: Who, client_id: &str) -> NewMessage {
         caller: caller(who),
         client_id: client_id.into(),
         text: format!("text {client_id}"),
+        traceparent: None,
     }
 }
 
@@ -124,6 +125,22 @@ async fn one_failing_message_does_not_fail_its_batch(backend: Backend) {
     let again = store.append_messages(&batch[..1], 4_000).await.unwrap();
     assert!(!again[0].as_ref().unwrap().created);
     assert_eq!(store.all_messages(&a).await.unwrap().len(), 3);
+}
+
+on_both!(a_messages_event_keeps_the_trace_of_its_request);
+async fn a_messages_event_keeps_the_trace_of_its_request(backend: Backend) {
+    let (_db, store) = database_only(backend).await;
+    let a = open(&store, "v_a", "ce_a").await;
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let traced = NewMessage {
+        traceparent: Some(traceparent.into()),
+        ..message(&a, Who::Visitor(visitor("v_a")), "1")
+    };
+    store.append_messages(&[traced], 3_000).await.unwrap();
+    let events = store.pending_events(1000).await.unwrap();
+    let event = events.last().unwrap();
+    assert!(event.subject.ends_with(".msg"), "{event:?}");
+    assert_eq!(event.traceparent.as_deref(), Some(traceparent));
 }
 
 on_both!(group_commit_numbers_concurrent_appends_without_gaps);

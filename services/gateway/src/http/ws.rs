@@ -13,6 +13,11 @@
 //! socket without `Origin` is for operators only. An operator's socket is one presence
 //! device of the member ([`devices`]): `online` at hello, `presence.set` changes it, and
 //! it disconnects when the socket closes.
+//!
+//! Tracing: each client frame but `ping` is handled in a `ws.receive` span (a new trace, which the
+//! calls it makes carry on), and each bus event is turned into frames in a `ws.deliver`
+//! span parented on the trace the event carries ([`Event::parent_context`]), so a
+//! message is one trace from the sender's socket to the receiver's.
 
 pub mod devices;
 pub mod fanout;
@@ -29,6 +34,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use http::HeaderMap;
+use opentelemetry::trace::TraceContextExt as _;
 use palaver_kit::bus::Event;
 use palaver_kit::tokens::{Claims, TokenKind};
 use palaver_kit::{Error, ErrorCode};
@@ -38,6 +44,8 @@ use palaver_proto::identity::v1 as idpb;
 use palaver_proto::presence::v1 as presence;
 use prost::Message as _;
 use tokio::sync::mpsc;
+use tracing::Instrument as _;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -437,7 +445,10 @@ impl Session {
                     Some(Ok(Message::Ping(_))) => Ok(()),
                     Some(Ok(Message::Close(_)) | Err(_)) | None => Err(Closed),
                 },
-                Some(event) = events.recv() => self.on_event(&event).await,
+                Some(event) = events.recv() => {
+                    let span = deliver_span(&event, self.claims.kind);
+                    self.on_event(&event).instrument(span).await
+                }
                 _ = ping.tick() => self.ping().await,
                 () = self.out.closed() => Err(Closed),
             };
@@ -474,7 +485,18 @@ impl Session {
             ClientFrame::ConversationOpen { endpoint } => Some(endpoint.clone()),
             _ => None,
         };
-        match self.on_frame(frame).await {
+        // A client's keep-alive pings would bury the real traces.
+        let span = if frame == ClientFrame::Ping {
+            tracing::Span::none()
+        } else {
+            tracing::info_span!(
+                "ws.receive",
+                otel.name = format!("ws {}", frame.kind()),
+                otel.kind = "server",
+                ws.frame = frame.kind(),
+            )
+        };
+        match self.on_frame(frame).instrument(span).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(error)) => send(&self.out, &error_frame(&error, reference)).await,
             Err(Closed) => Err(Closed),
@@ -929,6 +951,27 @@ impl Session {
             None => Ok(()),
         }
     }
+}
+
+/// The span in which a bus event becomes frames for a socket of `receiver`: a child of
+/// the span that published the event, when it carries one.
+fn deliver_span(event: &Event, receiver: TokenKind) -> tracing::Span {
+    let span = tracing::info_span!(
+        "ws.deliver",
+        otel.name = format!("deliver {}", event.subject),
+        otel.kind = "consumer",
+        messaging.system = "nats",
+        messaging.destination.name = %event.subject,
+        ws.receiver = match receiver {
+            TokenKind::Visitor => "visitor",
+            TokenKind::Operator => "operator",
+        },
+    );
+    let parent = event.parent_context();
+    if parent.span().span_context().is_valid() {
+        let _ = span.set_parent(parent);
+    }
+    span
 }
 
 fn operators_only(frame: &str) -> Error {

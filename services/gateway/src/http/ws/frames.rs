@@ -34,6 +34,23 @@ pub enum ClientFrame {
     Ping,
 }
 
+impl ClientFrame {
+    /// The frame's `type`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ClientFrame::Hello { .. } => "hello",
+            ClientFrame::PresenceWatch { .. } => "presence.watch",
+            ClientFrame::PresenceSet { .. } => "presence.set",
+            ClientFrame::ConversationOpen { .. } => "conversation.open",
+            ClientFrame::MessageSend { .. } => "message.send",
+            ClientFrame::Typing { .. } => "typing",
+            ClientFrame::Read { .. } => "read",
+            ClientFrame::Resume { .. } => "resume",
+            ClientFrame::Ping => "ping",
+        }
+    }
+}
+
 /// Who the socket belongs to, as `welcome` tells it.
 #[derive(Debug, Serialize)]
 pub struct You {
