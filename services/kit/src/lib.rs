@@ -5,6 +5,7 @@
 //! - [`telemetry`]: JSON logs with trace ids, OTLP trace export, W3C trace context over
 //!   gRPC metadata and NATS headers.
 //! - [`shutdown`]: SIGTERM/SIGINT and a bounded drain.
+//! - [`status`]: member statuses, their availability order and proto form.
 //! - [`admin`]: the admin HTTP server (`/healthz`, `/readyz`, `/metrics`).
 //! - [`error`]: the one table of error codes, for HTTP (problem+json) and gRPC.
 //! - [`bus`]: the event bus, on NATS/JetStream or in process.
@@ -23,6 +24,7 @@ pub mod db;
 pub mod error;
 pub mod grpc;
 pub mod shutdown;
+pub mod status;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;

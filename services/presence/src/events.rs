@@ -188,7 +188,7 @@ mod tests {
     use palaver_kit::bus::LocalBus;
 
     use super::*;
-    use crate::domain::status::Status;
+    use palaver_kit::status::Status;
 
     fn presence(member: &str, revision: u64) -> MemberPresence {
         MemberPresence {

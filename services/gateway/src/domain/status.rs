@@ -1,35 +1,7 @@
 //! Member statuses as visitors see them: their names on the wire, their text in the
 //! visitor's language (en, de, fr, es, ru) and the 16×16 presence badge.
 
-use std::fmt;
-use std::str::FromStr;
-
-/// A member's status (DESIGN.md, "Words"). Visitors see `invisible` as `offline`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Status {
-    Online,
-    Away,
-    Idle,
-    BeRightBack,
-    Busy,
-    OutToLunch,
-    OnThePhone,
-    Invisible,
-    Offline,
-}
-
-/// Every status, in the order of the wire names.
-pub const ALL: [Status; 9] = [
-    Status::Online,
-    Status::Away,
-    Status::Idle,
-    Status::BeRightBack,
-    Status::Busy,
-    Status::OutToLunch,
-    Status::OnThePhone,
-    Status::Invisible,
-    Status::Offline,
-];
+pub use palaver_kit::status::Status;
 
 /// The badge's colours: available, away-like, busy-like, offline.
 const GREEN: &str = "#2e7d32";
@@ -37,38 +9,18 @@ const AMBER: &str = "#f9a825";
 const RED: &str = "#c62828";
 const GRAY: &str = "#9e9e9e";
 
-impl Status {
-    /// The wire name (`be_right_back`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Online => "online",
-            Status::Away => "away",
-            Status::Idle => "idle",
-            Status::BeRightBack => "be_right_back",
-            Status::Busy => "busy",
-            Status::OutToLunch => "out_to_lunch",
-            Status::OnThePhone => "on_the_phone",
-            Status::Invisible => "invisible",
-            Status::Offline => "offline",
-        }
-    }
-
-    /// As visitors see it: invisible reads offline.
-    pub fn for_visitors(self) -> Status {
-        match self {
-            Status::Invisible => Status::Offline,
-            other => other,
-        }
-    }
-
-    /// Whether a visitor may start a chat (every status but offline, as visitors see it).
-    pub fn accepts_chats(self) -> bool {
-        self.for_visitors() != Status::Offline
-    }
-
+/// What the gateway adds to a status: its text in the visitor's language and its badge.
+pub trait StatusText {
     /// The status as a visitor reads it, in `lang` (a language tag such as `de` or
     /// `fr-CA`; English for any other).
-    pub fn text(self, lang: &str) -> &'static str {
+    fn text(self, lang: &str) -> &'static str;
+
+    /// The 16×16 SVG badge: a dot in the status's colour, titled in English.
+    fn badge_svg(self) -> String;
+}
+
+impl StatusText for Status {
+    fn text(self, lang: &str) -> &'static str {
         let texts = match Language::of(lang) {
             Language::En => [
                 "Online",
@@ -121,7 +73,7 @@ impl Status {
                 "Не в сети",
             ],
         };
-        let index = match self.for_visitors() {
+        let index = match self.visible() {
             Status::Online => 0,
             Status::Away => 1,
             Status::Idle => 2,
@@ -134,9 +86,8 @@ impl Status {
         texts[index]
     }
 
-    /// The 16×16 SVG badge: a dot in the status's colour, titled in English.
-    pub fn badge_svg(self) -> String {
-        let colour = match self.for_visitors() {
+    fn badge_svg(self) -> String {
+        let colour = match self.visible() {
             Status::Online => GREEN,
             Status::Away | Status::Idle | Status::BeRightBack | Status::OutToLunch => AMBER,
             Status::Busy | Status::OnThePhone => RED,
@@ -152,27 +103,6 @@ impl Status {
             text = self.text("en"),
             colour = colour,
         )
-    }
-}
-
-impl fmt::Display for Status {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A name that is not a status.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown status {0:?}")]
-pub struct UnknownStatus(pub String);
-
-impl FromStr for Status {
-    type Err = UnknownStatus;
-
-    fn from_str(name: &str) -> Result<Self, Self::Err> {
-        ALL.into_iter()
-            .find(|status| status.as_str() == name)
-            .ok_or_else(|| UnknownStatus(name.to_owned()))
     }
 }
 
@@ -203,17 +133,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn wire_names_round_trip() {
-        for status in ALL {
-            assert_eq!(status.as_str().parse::<Status>(), Ok(status));
-        }
-        assert!("Online".parse::<Status>().is_err());
-        assert!("".parse::<Status>().is_err());
-    }
-
-    #[test]
     fn visitors_see_invisible_as_offline() {
-        assert_eq!(Status::Invisible.for_visitors(), Status::Offline);
+        assert_eq!(Status::Invisible.visible(), Status::Offline);
         assert!(!Status::Invisible.accepts_chats());
         assert!(!Status::Offline.accepts_chats());
         assert!(Status::Busy.accepts_chats());

@@ -28,7 +28,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::domain::origins;
-use crate::domain::status::Status;
+use crate::domain::status::{Status, StatusText};
 use crate::http::admin::overrides;
 use crate::http::cors::{self, check_origin, request_origin};
 use crate::http::error::{ApiError, ApiResult};
@@ -93,34 +93,10 @@ struct PresenceView {
     updated_at: Option<String>,
 }
 
-/// A member's status as proto gives it, in the domain's words.
+/// A status from presence as visitors see it; presence never answers an unspecified
+/// one, which would read offline.
 pub fn status_of(status: presence::Status) -> Status {
-    match status {
-        presence::Status::Online => Status::Online,
-        presence::Status::Away => Status::Away,
-        presence::Status::Idle => Status::Idle,
-        presence::Status::BeRightBack => Status::BeRightBack,
-        presence::Status::Busy => Status::Busy,
-        presence::Status::OutToLunch => Status::OutToLunch,
-        presence::Status::OnThePhone => Status::OnThePhone,
-        presence::Status::Invisible => Status::Invisible,
-        presence::Status::Offline | presence::Status::Unspecified => Status::Offline,
-    }
-}
-
-/// The proto form of a status.
-pub fn proto_status(status: Status) -> presence::Status {
-    match status {
-        Status::Online => presence::Status::Online,
-        Status::Away => presence::Status::Away,
-        Status::Idle => presence::Status::Idle,
-        Status::BeRightBack => presence::Status::BeRightBack,
-        Status::Busy => presence::Status::Busy,
-        Status::OutToLunch => presence::Status::OutToLunch,
-        Status::OnThePhone => presence::Status::OnThePhone,
-        Status::Invisible => presence::Status::Invisible,
-        Status::Offline => presence::Status::Offline,
-    }
+    Status::try_from(status).unwrap_or(Status::Offline)
 }
 
 /// An open endpoint's app and its member's presence; 404 otherwise.
@@ -230,7 +206,7 @@ async fn presence_json(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let (app, member) = lookup(&state, &endpoint).await?;
-    let status = status_of(member.status()).for_visitors();
+    let status = status_of(member.status()).visible();
     let lang = query.lang.unwrap_or_default();
     let view = PresenceView {
         icon: Icon {

@@ -51,12 +51,12 @@ use utoipa_axum::routes;
 
 use crate::domain::limits::Limits;
 use crate::domain::origins;
-use crate::domain::status::Status;
+use crate::domain::status::{Status, StatusText};
 use crate::http::admin::overrides;
 use crate::http::cors::request_origin;
 use crate::http::error::ApiError;
 use crate::http::model::timestamp;
-use crate::http::presence::{proto_status, status_of, visitor_caller};
+use crate::http::presence::{status_of, visitor_caller};
 use crate::identity::call;
 use crate::state::AppState;
 use fanout::{Outbox, SlowFlag, SocketId};
@@ -559,11 +559,13 @@ impl Session {
                 .presence()
                 .set_status(presence::SetStatusRequest {
                     device: Some(device.clone()),
-                    status: proto_status(status).into(),
+                    status: presence::Status::from(status).into(),
                 }),
         )
         .await?;
-        self.state.devices().set(&device, proto_status(status));
+        self.state
+            .devices()
+            .set(&device, presence::Status::from(status));
         Ok(())
     }
 
@@ -641,7 +643,7 @@ impl Session {
         if member.endpoint.is_empty() {
             return Ok(());
         }
-        let status = status_of(member.status()).for_visitors();
+        let status = status_of(member.status()).visible();
         send(
             &self.out,
             &ServerFrame::Presence {

@@ -19,7 +19,6 @@ pub mod ids;
 pub mod record;
 pub mod schedule;
 pub mod settle;
-pub mod status;
 pub mod watch;
 
 use std::collections::HashMap;
@@ -34,8 +33,8 @@ use crate::store::{PresenceStore, Saved, Stored};
 use directory::{CachedDirectory, Directory, EndpointInfo, MemberInfo};
 use hints::Hints;
 use ids::{DeviceKey, MemberKey, Target, check_id};
+use palaver_kit::status::Status;
 use record::{Change, MemberRecord, Millis, Outcome};
-use status::Status;
 
 /// At most this many targets in one batch read or watch.
 pub const MAX_TARGETS: usize = 1000;

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::Policy;
-use super::status::Status;
+use palaver_kit::status::Status;
 
 /// Unix time in milliseconds.
 pub type Millis = i64;

@@ -12,8 +12,8 @@ use futures::stream::{self, BoxStream, StreamExt};
 use palaver_kit::Error;
 
 use super::ids::{MemberKey, Target};
-use super::status::Status;
 use super::{FeedItem, MemberPresence, Presence, Resolved, check_targets, not_found};
+use palaver_kit::status::Status;
 
 /// What a watch knows about one watched member.
 struct Watched {

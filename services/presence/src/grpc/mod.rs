@@ -14,8 +14,8 @@ use tonic::{Request, Response, Status as GrpcStatus};
 
 use crate::domain::ids::{DeviceKey, MemberKey, Target};
 use crate::domain::record::Millis;
-use crate::domain::status::Status;
 use crate::domain::{MemberPresence, Presence};
+use palaver_kit::status::Status;
 
 /// The metadata key naming the replica that answered.
 pub const REPLICA_METADATA: &str = "palaver-replica";
@@ -55,33 +55,9 @@ impl PresenceServer {
 type Rpc<T> = Result<Response<T>, GrpcStatus>;
 
 fn status_from(field: &str, value: i32) -> Result<Status, Error> {
-    match pb::Status::try_from(value) {
-        Ok(pb::Status::Unspecified) => Err(Error::invalid(field, "is required")),
-        Ok(pb::Status::Online) => Ok(Status::Online),
-        Ok(pb::Status::Away) => Ok(Status::Away),
-        Ok(pb::Status::Idle) => Ok(Status::Idle),
-        Ok(pb::Status::BeRightBack) => Ok(Status::BeRightBack),
-        Ok(pb::Status::Busy) => Ok(Status::Busy),
-        Ok(pb::Status::OutToLunch) => Ok(Status::OutToLunch),
-        Ok(pb::Status::OnThePhone) => Ok(Status::OnThePhone),
-        Ok(pb::Status::Invisible) => Ok(Status::Invisible),
-        Ok(pb::Status::Offline) => Ok(Status::Offline),
-        Err(_) => Err(Error::invalid(field, format!("unknown status {value}"))),
-    }
-}
-
-fn status_to(status: Status) -> pb::Status {
-    match status {
-        Status::Online => pb::Status::Online,
-        Status::Away => pb::Status::Away,
-        Status::Idle => pb::Status::Idle,
-        Status::BeRightBack => pb::Status::BeRightBack,
-        Status::Busy => pb::Status::Busy,
-        Status::OutToLunch => pb::Status::OutToLunch,
-        Status::OnThePhone => pb::Status::OnThePhone,
-        Status::Invisible => pb::Status::Invisible,
-        Status::Offline => pb::Status::Offline,
-    }
+    let status = pb::Status::try_from(value)
+        .map_err(|_| Error::invalid(field, format!("unknown status {value}")))?;
+    Status::try_from(status).map_err(|_| Error::invalid(field, "is required"))
 }
 
 fn device_from(field: &str, device: Option<pb::Device>) -> Result<DeviceKey, Error> {
@@ -127,7 +103,7 @@ pub(crate) fn presence_to_pb(presence: MemberPresence) -> pb::MemberPresence {
         app_id: presence.member.app_id,
         member_id: presence.member.member_id,
         endpoint: presence.endpoint.unwrap_or_default(),
-        status: status_to(presence.status) as i32,
+        status: pb::Status::from(presence.status) as i32,
         updated_at: presence.updated_at.map(timestamp),
         display_name: presence.display_name,
         revision: presence.revision,
@@ -331,7 +307,7 @@ mod tests {
     fn every_status_maps_both_ways() {
         for status in Status::BY_AVAILABILITY {
             assert_eq!(
-                status_from("status", status_to(status) as i32).unwrap(),
+                status_from("status", pb::Status::from(status) as i32).unwrap(),
                 status
             );
         }

@@ -143,7 +143,7 @@ mod tests {
 
     use super::*;
     use crate::domain::record::{DeviceState, MemberRecord};
-    use crate::domain::status::Status;
+    use palaver_kit::status::Status;
 
     fn key(member: &str) -> MemberKey {
         MemberKey::new("app1", member).unwrap()

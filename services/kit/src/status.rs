@@ -1,6 +1,11 @@
-//! The statuses of the original presence API plus invisible, their availability order,
-//! and how visitors see them.
+//! The statuses of the original presence API plus invisible: their wire names, their
+//! availability order (how a member's devices aggregate), how visitors see them, and
+//! their proto form. Presence aggregates them; the gateway names, translates and draws
+//! them.
 
+use std::str::FromStr;
+
+use palaver_proto::presence::v1 as pb;
 use serde::{Deserialize, Serialize};
 
 /// A device's or a member's status.
@@ -92,6 +97,62 @@ impl std::fmt::Display for Status {
     }
 }
 
+/// A name that is not a status.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown status {0:?}")]
+pub struct UnknownStatus(pub String);
+
+impl FromStr for Status {
+    type Err = UnknownStatus;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        Status::BY_AVAILABILITY
+            .into_iter()
+            .find(|status| status.as_str() == name)
+            .ok_or_else(|| UnknownStatus(name.to_owned()))
+    }
+}
+
+impl From<Status> for pb::Status {
+    fn from(status: Status) -> Self {
+        match status {
+            Status::Online => pb::Status::Online,
+            Status::Away => pb::Status::Away,
+            Status::Idle => pb::Status::Idle,
+            Status::BeRightBack => pb::Status::BeRightBack,
+            Status::Busy => pb::Status::Busy,
+            Status::OutToLunch => pb::Status::OutToLunch,
+            Status::OnThePhone => pb::Status::OnThePhone,
+            Status::Invisible => pb::Status::Invisible,
+            Status::Offline => pb::Status::Offline,
+        }
+    }
+}
+
+/// The proto status had no value (`STATUS_UNSPECIFIED`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the status is unspecified")]
+pub struct Unspecified;
+
+impl TryFrom<pb::Status> for Status {
+    type Error = Unspecified;
+
+    fn try_from(status: pb::Status) -> Result<Self, Self::Error> {
+        Ok(match status {
+            pb::Status::Unspecified => return Err(Unspecified),
+            pb::Status::Online => Status::Online,
+            pb::Status::Away => Status::Away,
+            pb::Status::Idle => Status::Idle,
+            pb::Status::BeRightBack => Status::BeRightBack,
+            pb::Status::Busy => Status::Busy,
+            pb::Status::OutToLunch => Status::OutToLunch,
+            pb::Status::OnThePhone => Status::OnThePhone,
+            pb::Status::Invisible => Status::Invisible,
+            pb::Status::Offline => Status::Offline,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -122,6 +183,17 @@ mod tests {
             assert_eq!(status.accepts_chats(), !hidden, "{status}");
             assert_eq!(status.visible() == Status::Offline, hidden, "{status}");
         }
+    }
+
+    #[test]
+    fn wire_names_and_proto_round_trip() {
+        for status in Status::BY_AVAILABILITY {
+            assert_eq!(status.as_str().parse::<Status>(), Ok(status));
+            assert_eq!(Status::try_from(pb::Status::from(status)), Ok(status));
+        }
+        assert!("Online".parse::<Status>().is_err());
+        assert!("".parse::<Status>().is_err());
+        assert_eq!(Status::try_from(pb::Status::Unspecified), Err(Unspecified));
     }
 
     #[test]
