@@ -365,10 +365,9 @@ impl Store {
         if endpoints.is_empty() {
             return Ok(Vec::new());
         }
-        let placeholders: Vec<String> = (1..=endpoints.len()).map(|i| format!("${i}")).collect();
         let sql = format!(
             "SELECT {MEMBER_COLUMNS} FROM members WHERE endpoint IN ({})",
-            placeholders.join(", ")
+            placeholders(endpoints.len())
         );
         let mut query = sqlx::query_as::<_, MemberRow>(&sql);
         for endpoint in endpoints {
@@ -539,20 +538,29 @@ impl Store {
 
     /// The member's newest grant, which decides their permission status.
     pub async fn latest_grant(&self, member_id: &str) -> Result<Option<GrantRow>, Error> {
-        sqlx::query_as::<_, GrantRow>(&format!(
-            "SELECT {GRANT_COLUMNS} FROM grants WHERE member_id = $1 ORDER BY created_at DESC, revoked_at IS NULL DESC LIMIT 1"
-        ))
-        .bind(member_id)
-        .fetch_optional(self.db.pool())
-        .await
-        .map_err(|e| Error::internal(&e))
+        Ok(self.latest_grants(&[member_id.to_owned()]).await?.pop())
     }
 
+    /// Each member's newest grant (none for a member without any), in one query.
     pub async fn latest_grants(&self, member_ids: &[String]) -> Result<Vec<GrantRow>, Error> {
-        let mut grants = Vec::with_capacity(member_ids.len());
-        for member_id in member_ids {
-            grants.extend(self.latest_grant(member_id).await?);
+        if member_ids.is_empty() {
+            return Ok(Vec::new());
         }
+        // Newest first per member; a superseded grant made in the same second as its
+        // successor sorts after it.
+        let sql = format!(
+            "SELECT {GRANT_COLUMNS} FROM grants WHERE member_id IN ({}) ORDER BY member_id, created_at DESC, revoked_at IS NULL DESC",
+            placeholders(member_ids.len())
+        );
+        let mut query = sqlx::query_as::<_, GrantRow>(&sql);
+        for member_id in member_ids {
+            query = query.bind(member_id);
+        }
+        let mut grants = query
+            .fetch_all(self.db.pool())
+            .await
+            .map_err(|e| Error::internal(&e))?;
+        grants.dedup_by(|later, first| later.member_id == first.member_id);
         Ok(grants)
     }
 
@@ -849,6 +857,14 @@ impl Store {
             .await
             .map(|_: AnyRow| ())
     }
+}
+
+/// `$1, $2, …, $n`, for an `IN` list.
+fn placeholders(n: usize) -> String {
+    (1..=n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 async fn insert_identity_key(
