@@ -23,7 +23,7 @@
 //! | `PALAVER_BUS_PREFIX` | the subject prefix on NATS, the same for every service of a deployment | `palaver` |
 //! | `PALAVER_IDENTITY_URL` | `http://identity:50051`, balanced over every address | required |
 //! | `PALAVER_DRAIN_SECONDS` | how long a SIGTERM waits for work in flight | `20` |
-//! | `PALAVER_OPEN_CONVERSATIONS_PER_VISITOR` | open conversations a visitor may have, unless the app sets its own | `3` |
+//! | `PALAVER_LIMIT_OPEN_CONVERSATIONS_PER_VISITOR` | open conversations a visitor may have, unless the app sets its own | `3` |
 //! | `PALAVER_GROUP_COMMIT_WINDOW_MICROS` | how long a batch of sends gathers (at most 2000) | `2000` |
 //! | `PALAVER_GROUP_COMMIT_MAX_BATCH` | the most sends in one commit | `256` |
 //! | `PALAVER_RETENTION_INTERVAL_SECONDS` | how often old messages are deleted | `3600` |
@@ -95,10 +95,10 @@ impl ConversationConfig {
                 message: "must be between 1 and 1000".into(),
             });
         }
-        let open: u32 = env.parse_or("PALAVER_OPEN_CONVERSATIONS_PER_VISITOR", 3)?;
+        let open: u32 = env.parse_or("PALAVER_LIMIT_OPEN_CONVERSATIONS_PER_VISITOR", 3)?;
         if open == 0 {
             return Err(ConfigError {
-                var: "PALAVER_OPEN_CONVERSATIONS_PER_VISITOR".into(),
+                var: "PALAVER_LIMIT_OPEN_CONVERSATIONS_PER_VISITOR".into(),
                 message: "must be at least 1".into(),
             });
         }
@@ -392,7 +392,7 @@ mod tests {
         for (var, value) in [
             ("PALAVER_GROUP_COMMIT_WINDOW_MICROS", "2001"),
             ("PALAVER_GROUP_COMMIT_MAX_BATCH", "0"),
-            ("PALAVER_OPEN_CONVERSATIONS_PER_VISITOR", "0"),
+            ("PALAVER_LIMIT_OPEN_CONVERSATIONS_PER_VISITOR", "0"),
             ("PALAVER_RETENTION_INTERVAL_SECONDS", "soon"),
             ("PALAVER_IDENTITY_URL", "identity:50051"),
             ("PALAVER_NATS_URL", "http://nats"),
