@@ -90,6 +90,14 @@ impl Database {
     }
 }
 
+/// `$first, …` for `count` parameters: an `IN` list or a row of a multi-row `VALUES`.
+pub fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// True when a query failed on a unique constraint (which callers turn into 409).
 pub fn is_unique_violation(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(e) if e.is_unique_violation())

@@ -12,7 +12,7 @@ pub mod group_commit;
 
 use std::collections::HashMap;
 
-use palaver_kit::db::{Backend, Database, Migrations, is_unique_violation};
+use palaver_kit::db::{Backend, Database, Migrations, is_unique_violation, placeholders};
 use palaver_kit::{Error, ErrorCode};
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, FromRow, Transaction};
@@ -241,14 +241,6 @@ fn pow2_chunks<T>(mut items: &[T]) -> Vec<&[T]> {
         items = rest;
     }
     chunks
-}
-
-/// `$first, $first+1, …` for `count` parameters.
-fn placeholders(first: usize, count: usize) -> String {
-    (first..first + count)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// The conversation repository.
@@ -940,13 +932,9 @@ impl Store {
             .into_iter()
             .map(|row| Locked::from(row).conversation)
             .collect();
-        let next = (conversations.len() > limit as usize).then(|| {
-            conversations.truncate(limit as usize);
-            let last = &conversations[conversations.len() - 1];
-            Cursor {
-                at: last.started_at,
-                id: last.conversation_id.clone(),
-            }
+        let next = next_page(&mut conversations, limit, |c| Cursor {
+            at: c.started_at,
+            id: c.conversation_id.clone(),
         });
         Ok((conversations, next))
     }
@@ -1033,13 +1021,9 @@ impl Store {
             .into_iter()
             .map(OfflineMessage::from)
             .collect();
-        let next = (messages.len() > limit as usize).then(|| {
-            messages.truncate(limit as usize);
-            let last = &messages[messages.len() - 1];
-            Cursor {
-                at: last.sent_at,
-                id: last.offline_message_id.clone(),
-            }
+        let next = next_page(&mut messages, limit, |m| Cursor {
+            at: m.sent_at,
+            id: m.offline_message_id.clone(),
         });
         Ok((messages, next))
     }
@@ -1313,4 +1297,14 @@ impl Store {
             .await
             .map_err(internal)
     }
+}
+
+/// Pages read `limit + 1` rows: when the extra one came, it is dropped and the last row
+/// kept names where the next page starts.
+fn next_page<T>(rows: &mut Vec<T>, limit: u32, cursor_of: impl Fn(&T) -> Cursor) -> Option<Cursor> {
+    if rows.len() <= limit as usize {
+        return None;
+    }
+    rows.truncate(limit as usize);
+    rows.last().map(cursor_of)
 }

@@ -2,7 +2,7 @@
 //! (see `palaver_kit::db`). Methods speak the domain's words; rows come back as the
 //! plain structs below, and the domain decides what they mean.
 
-use palaver_kit::db::{Database, Migrations, is_unique_violation};
+use palaver_kit::db::{Database, Migrations, is_unique_violation, placeholders};
 use palaver_kit::{Error, ErrorCode};
 use sqlx::any::AnyRow;
 use sqlx::{Any, FromRow, Transaction};
@@ -367,7 +367,7 @@ impl Store {
         }
         let sql = format!(
             "SELECT {MEMBER_COLUMNS} FROM members WHERE endpoint IN ({})",
-            placeholders(endpoints.len())
+            placeholders(1, endpoints.len())
         );
         let mut query = sqlx::query_as::<_, MemberRow>(&sql);
         for endpoint in endpoints {
@@ -550,7 +550,7 @@ impl Store {
         // successor sorts after it.
         let sql = format!(
             "SELECT {GRANT_COLUMNS} FROM grants WHERE member_id IN ({}) ORDER BY member_id, created_at DESC, revoked_at IS NULL DESC",
-            placeholders(member_ids.len())
+            placeholders(1, member_ids.len())
         );
         let mut query = sqlx::query_as::<_, GrantRow>(&sql);
         for member_id in member_ids {
@@ -857,14 +857,6 @@ impl Store {
             .await
             .map(|_: AnyRow| ())
     }
-}
-
-/// `$1, $2, …, $n`, for an `IN` list.
-fn placeholders(n: usize) -> String {
-    (1..=n)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 async fn insert_identity_key(
