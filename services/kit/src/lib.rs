@@ -13,6 +13,7 @@
 //! - [`tokens`]: access-token claims and their verification against the identity JWKS.
 //! - [`grpc`]: gRPC servers (health, tracing) and client channels that balance over
 //!   every address a name resolves to.
+//! - [`webhook`]: Standard Webhooks signatures, made and checked.
 //! - [`testing`] (feature `testing`): fresh PostgreSQL databases and NATS prefixes for
 //!   tests, starting local servers when none is reachable.
 
@@ -29,5 +30,6 @@ pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod tokens;
+pub mod webhook;
 
 pub use error::{Error, ErrorCode};

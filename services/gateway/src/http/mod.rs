@@ -10,6 +10,7 @@
 //! | visitors (browser-facing) | `visitors`, `presence` | none (a visitor session token for offline messages): the app's origins, rate limits |
 //! | WebSocket | `ws` | a visitor session token or an operator access token in `hello` |
 //! | discovery | `discovery` | none |
+//! | pages: widget, console | `pages` | none (the console signs in through the API) |
 //!
 //! Routes are registered through `utoipa-axum`, so each one is in the OpenAPI document
 //! by construction (`GET /v1/openapi.json`). Every error, including unknown paths,
@@ -29,6 +30,7 @@ mod me;
 mod model;
 mod observe;
 mod operators;
+mod pages;
 mod presence;
 mod visitors;
 pub mod ws;
@@ -114,7 +116,11 @@ fn routes(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
     .layer(from_fn_with_state(state.clone(), cors::server_to_server));
     let browser = group(visitors::routes().merge(presence::routes())).layer(from_fn(cors::browser));
     let public = group(discovery::routes().merge(ws::routes()));
-    (server_to_server.merge(browser).merge(public), openapi)
+    let pages = pages::routes().method_not_allowed_fallback(error::method_not_allowed);
+    (
+        server_to_server.merge(browser).merge(public).merge(pages),
+        openapi,
+    )
 }
 
 /// What the routes cannot say about themselves: the server, the security schemes, and

@@ -1,0 +1,1 @@
+/* Palaver widget: placeholder until the widget lands. */

@@ -1,0 +1,154 @@
+//! The pages and scripts people see, served from files in `assets/` compiled into the
+//! binary (in debug builds they are read from disk, so they can be edited live):
+//!
+//! | path | file | who |
+//! | --- | --- | --- |
+//! | `/widget.js` | `widget.js` | the loader a site's page embeds; renders into a shadow root |
+//! | `/widget/frame` | `widget/frame.html` | the widget in an iframe, for pages with a strict CSP |
+//! | `/console`, `/console/login` | `console/index.html` | the operator console |
+//! | `/console/{file}` | `console/{file}` | its script, styles, manifest, service worker, icons |
+//!
+//! Pages carry a CSP that allows only the gateway's own scripts, styles and connections;
+//! the console is never framed, the widget's frame only by its app's origins.
+
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use http::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
+use http::{HeaderMap, HeaderValue, StatusCode};
+use palaver_kit::{Error, ErrorCode};
+use palaver_proto::identity::v1 as pb;
+use serde::Deserialize;
+use tower_http::compression::CompressionLayer;
+
+use crate::domain::origins;
+use crate::http::error::{ApiError, ApiResult};
+use crate::identity::call;
+use crate::state::AppState;
+
+#[derive(rust_embed::Embed)]
+#[folder = "assets/"]
+struct Assets;
+
+/// Pages of the gateway's own origin: its scripts, styles, images and sockets only.
+const PAGE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+    img-src 'self' data:; connect-src 'self'; media-src 'self' data:; manifest-src 'self'; \
+    worker-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+/// How long browsers may keep a file before asking again (they revalidate by ETag).
+const FILE_MAX_AGE: &str = "public, max-age=300";
+
+/// The pages' routes (not in the OpenAPI document: they are pages, not API).
+pub fn routes() -> axum::Router<AppState> {
+    axum::Router::new()
+        .route("/widget.js", get(widget_js))
+        .route("/widget/frame", get(widget_frame))
+        .route("/console", get(console))
+        .route("/console/login", get(console))
+        .route("/console/{file}", get(console_file))
+        .layer(CompressionLayer::new())
+}
+
+async fn widget_js(headers: HeaderMap) -> Response {
+    file("widget.js", &headers, None)
+}
+
+/// Which app's pages may frame the widget.
+#[derive(Deserialize)]
+struct FrameQuery {
+    app: Option<String>,
+}
+
+async fn widget_frame(
+    State(state): State<AppState>,
+    Query(query): Query<FrameQuery>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let app_id = query
+        .app
+        .filter(|app| !app.is_empty())
+        .ok_or_else(|| Error::invalid("app", "name the app whose page frames the widget"))?;
+    let app = call(state.identity().get_app(pb::GetAppRequest { app_id })).await?;
+    let ancestors: Vec<String> = app
+        .origins
+        .iter()
+        .filter_map(|origin| origins::canonical(origin))
+        .collect();
+    if ancestors.is_empty() {
+        return Err(Error::new(
+            ErrorCode::OriginNotAllowed,
+            "the app has no origins that may frame the widget",
+        )
+        .into());
+    }
+    let csp = PAGE_CSP
+        .replace("style-src 'self'", "style-src 'self' 'unsafe-inline'")
+        .replace(
+            "frame-ancestors 'none'",
+            &format!("frame-ancestors {}", ancestors.join(" ")),
+        );
+    Ok(file("widget/frame.html", &headers, Some(&csp)))
+}
+
+async fn console(headers: HeaderMap) -> Response {
+    file("console/index.html", &headers, Some(PAGE_CSP))
+}
+
+async fn console_file(Path(name): Path<String>, headers: HeaderMap) -> Response {
+    if name == "index.html" {
+        return ApiError::from(Error::new(ErrorCode::NotFound, "no such file")).into_response();
+    }
+    let response = file(&format!("console/{name}"), &headers, Some(PAGE_CSP));
+    if name == "sw.js" {
+        // The service worker controls the whole console.
+        let mut response = response;
+        response.headers_mut().insert(
+            "service-worker-allowed",
+            HeaderValue::from_static("/console"),
+        );
+        return response;
+    }
+    response
+}
+
+/// The embedded file `path`, with its type, ETag and caching; 304 when the browser has
+/// it already; 404 problem+json when there is no such file.
+fn file(path: &str, request: &HeaderMap, csp: Option<&str>) -> Response {
+    let Some(file) = Assets::get(path) else {
+        return ApiError::from(Error::new(ErrorCode::NotFound, "no such file")).into_response();
+    };
+    let etag = format!(
+        "\"{}\"",
+        file.metadata
+            .sha256_hash()
+            .iter()
+            .take(12)
+            .map(|byte| format!("{byte:02x}"))
+            .collect::<String>()
+    );
+    let mut headers = HeaderMap::new();
+    if let Ok(value) = HeaderValue::from_str(&etag) {
+        headers.insert(ETAG, value);
+    }
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static(FILE_MAX_AGE));
+    if let Some(csp) = csp.and_then(|csp| HeaderValue::from_str(csp).ok()) {
+        headers.insert(CONTENT_SECURITY_POLICY, csp);
+    }
+    let fresh = request
+        .get(IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|tags| tags.split(',').any(|tag| tag.trim() == etag));
+    if fresh {
+        return (StatusCode::NOT_MODIFIED, headers).into_response();
+    }
+    let mime = file.metadata.mimetype();
+    let content_type = if mime.starts_with("text/") || mime.ends_with("javascript") {
+        format!("{mime}; charset=utf-8")
+    } else {
+        mime.to_owned()
+    };
+    if let Ok(value) = HeaderValue::from_str(&content_type) {
+        headers.insert(CONTENT_TYPE, value);
+    }
+    (headers, file.data.into_owned()).into_response()
+}
