@@ -13,8 +13,12 @@ use palaver_proto::identity::v1 as pb;
 use crate::identity::call;
 use crate::state::AppState;
 
-/// Erases the member `external_id` of `app_id`.
-pub async fn erase_member(state: &AppState, app_id: &str, external_id: &str) -> Result<(), Error> {
+/// Erases the member `external_id` of `app_id`; answers the member as they were.
+pub async fn erase_member(
+    state: &AppState,
+    app_id: &str,
+    external_id: &str,
+) -> Result<pb::Member, Error> {
     let member = call(state.identity().get_member(pb::GetMemberRequest {
         app_id: app_id.to_owned(),
         key: Some(pb::get_member_request::Key::ExternalId(
@@ -24,7 +28,7 @@ pub async fn erase_member(state: &AppState, app_id: &str, external_id: &str) -> 
     .await?;
     call(state.conversation().erase_member(conv::EraseMemberRequest {
         app_id: app_id.to_owned(),
-        member_id: member.member_id,
+        member_id: member.member_id.clone(),
     }))
     .await?;
     call(state.identity().delete_member(pb::DeleteMemberRequest {
@@ -32,5 +36,5 @@ pub async fn erase_member(state: &AppState, app_id: &str, external_id: &str) -> 
         external_id: external_id.to_owned(),
     }))
     .await?;
-    Ok(())
+    Ok(member)
 }

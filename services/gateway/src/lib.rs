@@ -16,6 +16,8 @@
 //!   member statuses and the client's IP address behind trusted proxies.
 //! - `identity` holds the gRPC clients of identity, presence and conversation;
 //!   `erasure` erases a member in every service that holds their data.
+//! - `webhooks` sends the webhook events from the bus's durable consumer, which every
+//!   gateway shares, and records each attempt.
 //!
 //! [`GatewayService::build`] binds the HTTP and admin listeners (port 0 works) and
 //! [`GatewayService::run_until_stopped`] serves until the shutdown is triggered, then
@@ -44,6 +46,9 @@
 //! | `PALAVER_LIMIT_OPEN_CONVERSATIONS_PER_VISITOR` | open conversations per visitor | `3` |
 //! | `PALAVER_WS_HEARTBEAT_SECONDS` | how often the operator devices of the process are heartbeated to presence, all in one `BatchHeartbeat`; keep it well within presence's TTL | `10` |
 //! | `PALAVER_WS_SEND_QUEUE` | events a WebSocket may have waiting before it is closed as a slow consumer | `256` |
+//! | `PALAVER_WEBHOOK_RETRY_SECONDS` | comma-separated waits, in seconds, before the second, third, … attempt at a webhook event; after the last it is given up. Together they must be shorter than the event stream keeps events (7 days) | `5,300,1800,7200,18000,36000,36000` (Standard Webhooks: 8 attempts over 27.6 h) |
+//! | `PALAVER_WEBHOOK_TIMEOUT_SECONDS` | how long one webhook request may take | `10` |
+//! | `PALAVER_WEBHOOK_CONCURRENCY` | webhook requests in flight at once, per gateway | `16` |
 //!
 //! The `PALAVER_LIMIT_*` values are the deployment's defaults; an app's own `limits`
 //! (admin API) override them field by field.
@@ -58,6 +63,7 @@ mod erasure;
 mod http;
 mod identity;
 mod state;
+pub mod webhooks;
 
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
@@ -77,6 +83,7 @@ use crate::domain::limits::Limits;
 use crate::identity::{BusReady, ConversationClient, IdentityClient, PresenceClient, ServiceReady};
 use crate::state::AppState;
 use crate::state::Clients;
+use crate::webhooks::{WebhookConfig, WebhookWorker};
 
 /// How often rate-limit buckets that filled up again are forgotten.
 const FORGET_IDLE_EVERY: Duration = Duration::from_secs(60);
@@ -121,6 +128,8 @@ pub struct GatewayConfig {
     /// How often the operator devices of this process are heartbeated to presence
     /// (one `BatchHeartbeat` for all of them); well within presence's TTL.
     pub heartbeat_every: Duration,
+    /// How webhook events are sent: retries, timeout, concurrency.
+    pub webhooks: WebhookConfig,
 }
 
 impl GatewayConfig {
@@ -149,6 +158,7 @@ impl GatewayConfig {
             max_body_bytes: env.parse_or("PALAVER_MAX_BODY_BYTES", 64 * 1024)?,
             ws_send_queue: ws_send_queue(env)?,
             heartbeat_every: heartbeat_every(env)?,
+            webhooks: webhook_config(env)?,
             limits: Limits {
                 sessions_per_ip_per_minute: limit(
                     "PALAVER_LIMIT_SESSIONS_PER_IP_PER_MINUTE",
@@ -188,8 +198,35 @@ impl GatewayConfig {
             limits: Limits::default(),
             ws_send_queue: DEFAULT_WS_SEND_QUEUE,
             heartbeat_every: DEFAULT_HEARTBEAT_EVERY,
+            webhooks: WebhookConfig::default(),
         }
     }
+}
+
+fn webhook_config(env: &Env) -> Result<WebhookConfig, ConfigError> {
+    let defaults = WebhookConfig::default();
+    let retry = env.parse_or("PALAVER_WEBHOOK_RETRY_SECONDS", defaults.retry)?;
+    let timeout = env.seconds_or(
+        "PALAVER_WEBHOOK_TIMEOUT_SECONDS",
+        defaults.timeout.as_secs(),
+    )?;
+    let concurrency: usize = env.parse_or("PALAVER_WEBHOOK_CONCURRENCY", defaults.concurrency)?;
+    for (var, zero) in [
+        ("PALAVER_WEBHOOK_TIMEOUT_SECONDS", timeout.is_zero()),
+        ("PALAVER_WEBHOOK_CONCURRENCY", concurrency == 0),
+    ] {
+        if zero {
+            return Err(ConfigError {
+                var: var.to_owned(),
+                message: "must be at least 1".to_owned(),
+            });
+        }
+    }
+    Ok(WebhookConfig {
+        retry,
+        timeout,
+        concurrency,
+    })
 }
 
 fn ws_send_queue(env: &Env) -> Result<usize, ConfigError> {
@@ -274,12 +311,14 @@ pub struct GatewayService {
     admin: AdminServer,
     drain: Duration,
     heartbeat_every: Duration,
+    webhooks: WebhookWorker,
 }
 
 impl GatewayService {
     /// Binds the HTTP and admin listeners and prepares the clients of the other
     /// services (connections are made lazily: an unreachable service shows in
-    /// `/readyz`, not here); events are read from and published on `bus`.
+    /// `/readyz`, not here); events are read from and published on `bus`, whose durable
+    /// webhook consumer it joins here, so events published from now on are sent.
     pub async fn build(config: GatewayConfig, bus: Arc<dyn EventBus>) -> anyhow::Result<Self> {
         let listener = TcpListener::bind(config.common.listen)
             .await
@@ -322,7 +361,9 @@ impl GatewayService {
         let admin = AdminServer::bind(config.common.admin_listen, checks)
             .await
             .with_context(|| format!("binding {}", config.common.admin_listen))?;
-        let state = AppState::new(&config, public_url, clients, bus);
+        let attempts = webhooks::attempt_journal(bus.as_ref()).await?;
+        let state = AppState::new(&config, public_url, clients, bus.clone(), attempts);
+        let webhooks = WebhookWorker::open(&config.webhooks, bus.as_ref(), state.clone()).await?;
         Ok(GatewayService {
             state,
             listener,
@@ -330,6 +371,7 @@ impl GatewayService {
             admin,
             drain: config.common.drain,
             heartbeat_every: config.heartbeat_every,
+            webhooks,
         })
     }
 
@@ -343,8 +385,9 @@ impl GatewayService {
         self.admin.local_addr()
     }
 
-    /// Serves until `shutdown` triggers, then stops accepting connections and waits
-    /// for the requests in flight, for at most the drain timeout.
+    /// Serves (and sends webhooks) until `shutdown` triggers, then stops accepting
+    /// connections and fetching webhook events, and waits for the requests and webhook
+    /// attempts in flight, for at most the drain timeout.
     pub async fn run_until_stopped(self, shutdown: Shutdown) -> anyhow::Result<()> {
         tracing::info!(http = %self.http_addr, admin = %self.admin.local_addr(), "gateway listening");
         let router = http::router(self.state.clone());
@@ -366,11 +409,13 @@ impl GatewayService {
                 state.devices().run(state.presence(), every, shutdown).await;
             })
         };
+        let webhooks = tokio::spawn(self.webhooks.run(shutdown.clone()));
         let housekeeping = tokio::spawn(forget_idle_limits(self.state, shutdown.clone()));
         shutdown.wait().await;
         let finished = drain(
             async {
                 let _ = heartbeats.await;
+                let _ = webhooks.await;
                 (server.await, admin.await, housekeeping.await)
             },
             self.drain,
@@ -428,6 +473,7 @@ mod tests {
         assert_eq!(config.presence_url, "http://presence:50052");
         assert_eq!(config.nats_url.as_deref(), Some("nats://nats:4222"));
         assert_eq!(config.bus_prefix, "palaver");
+        assert_eq!(config.webhooks, WebhookConfig::default());
         assert!(!format!("{config:?}").contains("an-admin-token-long-enough"));
     }
 
@@ -445,6 +491,10 @@ mod tests {
             ("PALAVER_CONVERSATION_URL", "https://conversation:50053"),
             ("PALAVER_WS_SEND_QUEUE", "0"),
             ("PALAVER_WS_HEARTBEAT_SECONDS", "0"),
+            ("PALAVER_WEBHOOK_RETRY_SECONDS", "5,x"),
+            ("PALAVER_WEBHOOK_RETRY_SECONDS", ","),
+            ("PALAVER_WEBHOOK_TIMEOUT_SECONDS", "0"),
+            ("PALAVER_WEBHOOK_CONCURRENCY", "0"),
         ];
         for (var, value) in cases {
             let err = GatewayConfig::from_env(&env(&[(var, value)])).unwrap_err();

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use palaver_kit::bus::EventBus;
+use palaver_kit::bus::{EventBus, Journal};
 use palaver_kit::config::ExposeSecret;
 use palaver_kit::tokens::TokenVerifier;
 use sha2::{Digest, Sha256};
@@ -51,6 +51,7 @@ struct Shared {
     max_body_bytes: usize,
     visitor_sessions: RateLimiter<(String, IpAddr)>,
     offline_messages: RateLimiter<(String, IpAddr)>,
+    webhook_attempts: Arc<dyn Journal>,
 }
 
 impl AppState {
@@ -59,6 +60,7 @@ impl AppState {
         public_url: Url,
         clients: Clients,
         bus: Arc<dyn EventBus>,
+        webhook_attempts: Arc<dyn Journal>,
     ) -> Self {
         let verifier = TokenVerifier::new(Arc::new(clients.identity.clone()));
         AppState(Arc::new(Shared {
@@ -81,6 +83,7 @@ impl AppState {
             max_body_bytes: config.max_body_bytes,
             visitor_sessions: RateLimiter::default(),
             offline_messages: RateLimiter::default(),
+            webhook_attempts,
         }))
     }
 
@@ -178,6 +181,11 @@ impl AppState {
     /// Offline messages per (app, client IP).
     pub fn offline_messages(&self) -> &RateLimiter<(String, IpAddr)> {
         &self.0.offline_messages
+    }
+
+    /// The log of webhook attempts, per app.
+    pub fn webhook_attempts(&self) -> &Arc<dyn Journal> {
+        &self.0.webhook_attempts
     }
 
     /// Lets the rate limiters forget clients whose buckets filled up again.

@@ -8,13 +8,19 @@
 //! and hands [`Event`]s back without it. Every publish carries the W3C trace context of
 //! the current span in a `traceparent` header; [`Event::parent_context`] restores it.
 //!
-//! Durable events go to `<app>.conv.<id>.msg|state` and `<app>.member.<id>.inbox`, which the
-//! JetStream stream stores; both buses refuse durable publishes elsewhere. A durable
-//! publish carries a message id (`Nats-Msg-Id`): JetStream drops a repeated id within its
-//! duplicate window, and every [`Subscription`] drops repeats it has seen recently,
-//! since core NATS subscribers see each publish, repeated or not.
+//! Durable events go to `<app>.conv.<id>.msg|state` and `<app>.member.<id>.inbox|permission`,
+//! which the JetStream stream stores; both buses refuse durable publishes elsewhere. A
+//! durable publish carries a message id (`Nats-Msg-Id`): JetStream drops a repeated id
+//! within its duplicate window, and every [`Subscription`] drops repeats it has seen
+//! recently, since core NATS subscribers see each publish, repeated or not.
+//!
+//! Besides subscriptions, which see events as they are published, the stored events
+//! are read by [durable consumers](durable) that several processes share, and a
+//! [journal](journal) keeps records per key for a while (the gateway's webhook
+//! attempts). On NATS both are JetStream; the in-process bus keeps them in memory, so
+//! they last as long as the process.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
@@ -28,8 +34,16 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::{BoxStream, Stream, StreamExt};
 use opentelemetry::propagation::{Extractor, Injector};
+use rand::Rng;
+use rand::distr::Alphanumeric;
 use tokio::sync::mpsc;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+pub mod durable;
+pub mod journal;
+
+pub use durable::{Delivery, DurableConsumer, Settlement};
+pub use journal::{Journal, JournalPage};
 
 /// The prefix every subject is rooted under unless configured otherwise.
 pub const DEFAULT_PREFIX: &str = "palaver";
@@ -39,9 +53,13 @@ pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Subjects (after the prefix) that durable events may use: the stream's subjects.
 /// Exact shapes rather than `>`, so that core-only events beside them (typing on
-/// `<app>.conv.<id>.typing`, permission changes on `<app>.member.<id>.permission`) are
-/// not stored.
-const DURABLE_SUBJECTS: [&str; 3] = ["*.conv.*.msg", "*.conv.*.state", "*.member.*.inbox"];
+/// `<app>.conv.<id>.typing`) are not stored.
+const DURABLE_SUBJECTS: [&str; 4] = [
+    "*.conv.*.msg",
+    "*.conv.*.state",
+    "*.member.*.inbox",
+    "*.member.*.permission",
+];
 
 /// How long a repeated message id is recognised, by JetStream and by subscriptions.
 const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
@@ -65,9 +83,11 @@ pub enum BusError {
     #[error("invalid bus prefix {0:?}: use one token of letters, digits, '-' or '_'")]
     InvalidPrefix(String),
     #[error(
-        "{0:?} is not a durable subject (durable events go to <app>.conv.<id>.msg|state or <app>.member.<id>.inbox)"
+        "{0:?} is not a durable subject (durable events go to <app>.conv.<id>.msg|state or <app>.member.<id>.inbox|permission)"
     )]
     NotDurable(String),
+    #[error("invalid consumer or journal name {0:?}: use one token of letters, digits, '-' or '_'")]
+    InvalidName(String),
     #[error("cannot connect to NATS at {url}")]
     Connect {
         url: String,
@@ -92,8 +112,33 @@ pub enum BusError {
         #[source]
         source: BoxError,
     },
+    #[error("the durable consumer {consumer} cannot {action}")]
+    Consumer {
+        consumer: String,
+        action: &'static str,
+        #[source]
+        source: BoxError,
+    },
+    #[error("the journal {journal} of {key} cannot be read or written")]
+    Journal {
+        journal: String,
+        key: String,
+        #[source]
+        source: BoxError,
+    },
     #[error("the event bus is not ready: {0}")]
     NotReady(String),
+}
+
+/// A new event id: `ev_` and 24 random letters and digits, also the `Nats-Msg-Id` of
+/// its durable publish.
+pub fn new_event_id() -> String {
+    let body: String = rand::rng()
+        .sample_iter(&Alphanumeric)
+        .map(|b| (b as char).to_ascii_lowercase())
+        .take(24)
+        .collect();
+    format!("ev_{body}")
 }
 
 /// The subject prefix every NATS service of a deployment shares: `PALAVER_BUS_PREFIX`,
@@ -153,6 +198,24 @@ pub trait EventBus: Send + Sync + 'static {
 
     /// Whether the bus can publish and deliver now (for `/readyz`).
     async fn ready(&self) -> Result<(), BusError>;
+
+    /// Opens the durable consumer `name` (one token of letters, digits, '-' or '_') of
+    /// every durable event, creating it the first time with the events published from
+    /// then on. Consumers opened with the same name, in any process on the same bus,
+    /// share it: each event goes to one of them and comes back until it is settled. A
+    /// delivery left unsettled for `ack_wait` (its process died) is delivered again.
+    async fn durable_consumer(
+        &self,
+        name: &str,
+        ack_wait: Duration,
+    ) -> Result<Box<dyn DurableConsumer>, BusError>;
+
+    /// How long durable events are kept: a durable consumer must settle each within it.
+    fn retention(&self) -> Duration;
+
+    /// The journal `name` (one token of letters, digits, '-' or '_'), keeping each
+    /// record for `max_age`.
+    async fn journal(&self, name: &str, max_age: Duration) -> Result<Arc<dyn Journal>, BusError>;
 }
 
 /// One event as a subscriber receives it.
@@ -286,6 +349,10 @@ fn check_durable_subject(subject: &str) -> Result<(), BusError> {
     }
 }
 
+fn check_name(name: &str) -> Result<(), BusError> {
+    check_prefix(name).map_err(|_| BusError::InvalidName(name.to_owned()))
+}
+
 fn check_prefix(prefix: &str) -> Result<(), BusError> {
     if !prefix.is_empty()
         && prefix
@@ -336,6 +403,7 @@ pub struct NatsBus {
     jetstream: jetstream::Context,
     prefix: String,
     stream_name: String,
+    max_age: Duration,
 }
 
 impl NatsBus {
@@ -385,6 +453,7 @@ impl NatsBus {
             jetstream,
             prefix: prefix.to_owned(),
             stream_name,
+            max_age,
         })
     }
 
@@ -499,6 +568,37 @@ impl EventBus for NatsBus {
             ))),
         }
     }
+
+    async fn durable_consumer(
+        &self,
+        name: &str,
+        ack_wait: Duration,
+    ) -> Result<Box<dyn DurableConsumer>, BusError> {
+        check_name(name)?;
+        let consumer = durable::NatsConsumer::open(
+            &self.jetstream,
+            &self.stream_name,
+            &self.prefix,
+            name,
+            ack_wait,
+        )
+        .await?;
+        Ok(Box::new(consumer))
+    }
+
+    fn retention(&self) -> Duration {
+        self.max_age
+    }
+
+    async fn journal(&self, name: &str, max_age: Duration) -> Result<Arc<dyn Journal>, BusError> {
+        check_name(name)?;
+        Ok(Arc::new(journal::NatsJournal::new(
+            self.jetstream.clone(),
+            &self.prefix,
+            name,
+            max_age,
+        )))
+    }
 }
 
 /// The bus in process, for the embedded default: every subscriber has a bounded queue,
@@ -507,6 +607,9 @@ impl EventBus for NatsBus {
 #[derive(Debug, Clone)]
 pub struct LocalBus {
     subscribers: Arc<Mutex<Vec<LocalSubscriber>>>,
+    /// Durable consumers and journals by `<prefix>.<name>`.
+    consumers: Arc<Mutex<HashMap<String, Arc<durable::LocalQueue>>>>,
+    journals: Arc<Mutex<HashMap<String, Arc<journal::LocalJournal>>>>,
     prefix: String,
 }
 
@@ -524,6 +627,8 @@ impl LocalBus {
     pub fn new() -> Self {
         LocalBus {
             subscribers: Arc::default(),
+            consumers: Arc::default(),
+            journals: Arc::default(),
             prefix: DEFAULT_PREFIX.to_owned(),
         }
     }
@@ -533,6 +638,8 @@ impl LocalBus {
         check_prefix(prefix)?;
         Ok(LocalBus {
             subscribers: self.subscribers.clone(),
+            consumers: self.consumers.clone(),
+            journals: self.journals.clone(),
             prefix: prefix.to_owned(),
         })
     }
@@ -597,7 +704,27 @@ impl EventBus for LocalBus {
         payload: Bytes,
     ) -> Result<(), BusError> {
         check_durable_subject(subject)?;
-        self.deliver(subject, payload, trace_headers(), Some(msg_id));
+        let mut headers = trace_headers();
+        headers.insert(NATS_MESSAGE_ID, msg_id);
+        let event = Event {
+            subject: subject.to_owned(),
+            payload: payload.clone(),
+            msg_id: Some(msg_id.to_owned()),
+            headers: headers.clone(),
+        };
+        let mine = format!("{}.", self.prefix);
+        let queues: Vec<Arc<durable::LocalQueue>> = self
+            .consumers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter(|(name, _)| name.starts_with(&mine))
+            .map(|(_, queue)| queue.clone())
+            .collect();
+        for queue in queues {
+            queue.push(event.clone());
+        }
+        self.deliver(subject, payload, headers, Some(msg_id));
         Ok(())
     }
 
@@ -620,6 +747,39 @@ impl EventBus for LocalBus {
 
     async fn ready(&self) -> Result<(), BusError> {
         Ok(())
+    }
+
+    async fn durable_consumer(
+        &self,
+        name: &str,
+        _ack_wait: Duration,
+    ) -> Result<Box<dyn DurableConsumer>, BusError> {
+        check_name(name)?;
+        let queue = self
+            .consumers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(format!("{}.{name}", self.prefix))
+            .or_default()
+            .clone();
+        Ok(Box::new(durable::LocalConsumer { queue }))
+    }
+
+    /// Durable events stay in memory until they are settled.
+    fn retention(&self) -> Duration {
+        Duration::MAX
+    }
+
+    async fn journal(&self, name: &str, max_age: Duration) -> Result<Arc<dyn Journal>, BusError> {
+        check_name(name)?;
+        let journal = self
+            .journals
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(format!("{}.{name}", self.prefix))
+            .or_insert_with(|| Arc::new(journal::LocalJournal::new(max_age)))
+            .clone();
+        Ok(journal)
     }
 }
 
@@ -683,10 +843,11 @@ mod tests {
         assert!(check_durable_subject("app1.conv.c1.msg").is_ok());
         assert!(check_durable_subject("app1.conv.c1.state").is_ok());
         assert!(check_durable_subject("app1.member.m1.inbox").is_ok());
+        assert!(check_durable_subject("app1.member.m1.permission").is_ok());
         for core_only in [
             "app1.presence.m1",
             "app1.conv.c1.typing",
-            "app1.member.m1.permission",
+            "app1.member.m1.x",
         ] {
             assert!(
                 matches!(
@@ -902,6 +1063,89 @@ mod tests {
         backend.bus("palaver").await.ready().await.unwrap();
     }
 
+    async fn fetch_one(consumer: &mut Box<dyn DurableConsumer>) -> Delivery {
+        let mut batch = consumer.fetch(1, Duration::from_secs(10)).await.unwrap();
+        assert_eq!(batch.len(), 1, "one event within 10 s");
+        batch.remove(0)
+    }
+
+    async fn durable_consumers_share_events_until_settled(backend: &impl Backend) {
+        let one = backend.bus("palaver").await;
+        let other = backend.bus("palaver").await;
+        let ack_wait = Duration::from_secs(1);
+        let mut first = one.durable_consumer("hooks", ack_wait).await.unwrap();
+        let mut second = other.durable_consumer("hooks", ack_wait).await.unwrap();
+        for (id, text) in [("e-1", "a"), ("e-1", "a again"), ("e-2", "b"), ("e-3", "c")] {
+            one.publish_durable("app1.conv.c1.msg", id, Bytes::from(text))
+                .await
+                .unwrap();
+        }
+
+        let a = fetch_one(&mut first).await;
+        let b = fetch_one(&mut second).await;
+        assert_eq!((text(&a.event), a.attempt), ("a", 1));
+        assert_eq!(a.event.subject, "app1.conv.c1.msg");
+        assert_eq!(a.event.msg_id.as_deref(), Some("e-1"));
+        assert_eq!((text(&b.event), b.attempt), ("b", 1));
+        a.settle(Settlement::RetryAfter(Duration::from_millis(100)))
+            .await
+            .unwrap();
+        b.settle(Settlement::GiveUp).await.unwrap();
+
+        let c = fetch_one(&mut second).await;
+        assert_eq!((text(&c.event), c.attempt), ("c", 1));
+        // Dropped unsettled, as when its process stops: it comes back.
+        drop(c);
+        let mut seen = Vec::new();
+        for _ in 0..2 {
+            let delivery = fetch_one(&mut first).await;
+            seen.push((text(&delivery.event).to_owned(), delivery.attempt));
+            delivery.settle(Settlement::Done).await.unwrap();
+        }
+        seen.sort();
+        assert_eq!(seen, [("a".to_owned(), 2), ("c".to_owned(), 2)]);
+        assert!(
+            first
+                .fetch(10, Duration::from_millis(300))
+                .await
+                .unwrap()
+                .is_empty(),
+            "settled events do not come back"
+        );
+        assert_eq!(first.backlog().await.unwrap(), 0);
+        assert!(matches!(
+            one.durable_consumer("a.b", ack_wait).await,
+            Err(BusError::InvalidName(_))
+        ));
+    }
+
+    async fn journals_page_newest_first(backend: &impl Backend) {
+        let bus = backend.bus("palaver").await;
+        let journal = bus
+            .journal("attempts", Duration::from_secs(600))
+            .await
+            .unwrap();
+        for record in ["r1", "r2", "r3"] {
+            journal.append("app1", Bytes::from(record)).await.unwrap();
+        }
+        journal.append("app2", Bytes::from("other")).await.unwrap();
+        // Another handle of the same journal reads the same records.
+        let again = backend
+            .bus("palaver")
+            .await
+            .journal("attempts", Duration::from_secs(600))
+            .await
+            .unwrap();
+        let newest = again.page("app1", None, 2).await.unwrap();
+        assert_eq!(newest.records, [Bytes::from("r3"), Bytes::from("r2")]);
+        let older = again.page("app1", newest.next, 2).await.unwrap();
+        assert_eq!((older.records, older.next), (vec![Bytes::from("r1")], None));
+        assert_eq!(
+            again.page("app3", None, 2).await.unwrap(),
+            JournalPage::default()
+        );
+    }
+
     macro_rules! contract_tests {
         ($backend:expr) => {
             #[tokio::test]
@@ -944,6 +1188,18 @@ mod tests {
             async fn ready_when_up() {
                 let backend = $backend;
                 super::ready_when_up(&backend).await;
+                backend.clean_up().await;
+            }
+            #[tokio::test]
+            async fn durable_consumers_share_events_until_settled() {
+                let backend = $backend;
+                super::durable_consumers_share_events_until_settled(&backend).await;
+                backend.clean_up().await;
+            }
+            #[tokio::test]
+            async fn journals_page_newest_first() {
+                let backend = $backend;
+                super::journals_page_newest_first(&backend).await;
                 backend.clean_up().await;
             }
         };
@@ -1024,12 +1280,25 @@ mod tests {
                 Arc::new(bus)
             }
 
+            /// Deletes the streams of the buses' prefixes: events and journals.
             async fn clean_up(self) {
-                for bus in self.buses.into_inner().unwrap() {
-                    bus.jetstream()
-                        .delete_stream(bus.stream_name())
-                        .await
-                        .unwrap();
+                let buses = self.buses.into_inner().unwrap();
+                let Some(bus) = buses.first() else { return };
+                let mine: Vec<String> = buses
+                    .iter()
+                    .map(|bus| format!("{}_", bus.prefix().to_uppercase()))
+                    .collect();
+                let names: Vec<String> = bus
+                    .jetstream()
+                    .stream_names()
+                    .filter_map(|name| async move { name.ok() })
+                    .collect()
+                    .await;
+                for name in names
+                    .iter()
+                    .filter(|n| mine.iter().any(|m| n.starts_with(m)))
+                {
+                    bus.jetstream().delete_stream(name).await.unwrap();
                 }
             }
         }

@@ -1,6 +1,7 @@
 //! The CMS API (`Authorization: Bearer <API secret>`, server to server): members, their
-//! one-time console login links, the app's webhook settings and the rotation of its
-//! keys. The consent flow and permissions are in [`super::consent`].
+//! one-time console login links, the app's webhook settings and the log of its delivery
+//! attempts, and the rotation of its keys. The consent flow and permissions are in
+//! [`super::consent`].
 //!
 //! The API secret is checked by identity on every request; the gateway keeps nothing.
 
@@ -8,18 +9,21 @@ use axum::Json;
 use axum::extract::State;
 use axum::response::IntoResponse;
 use http::StatusCode;
+use palaver_kit::Error;
 use palaver_proto::identity::v1 as pb;
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::erasure::erase_member;
+use crate::http::consent::publish_permission_changed;
 use crate::http::error::ApiResult;
-use crate::http::extract::{ApiJson, ApiPath, CmsApp};
+use crate::http::extract::{ApiJson, ApiPath, ApiQuery, CmsApp};
 use crate::http::model::{MemberView, non_empty, timestamp};
 use crate::identity::call;
 use crate::state::AppState;
+use crate::webhooks::attempts::WebhookAttempt;
 
 /// The CMS API's routes, but for the consent flow.
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -28,6 +32,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(get_member, update_member, delete_member))
         .routes(routes!(create_login_link))
         .routes(routes!(get_webhook, set_webhook))
+        .routes(routes!(list_webhook_deliveries))
         .routes(routes!(rotate_api_secret))
         .routes(routes!(rotate_identity_key))
 }
@@ -138,7 +143,8 @@ async fn update_member(
 }
 
 /// Erases a member: their conversations, messages and offline messages, then their
-/// grants, chat endpoint, sessions and tokens.
+/// grants, chat endpoint, sessions and tokens. A member who had a chat endpoint sends
+/// `member.permission_changed` (`revoked`, reason `member_deleted`).
 #[utoipa::path(
     delete,
     path = "/v1/cms/members/{external_id}",
@@ -152,7 +158,15 @@ async fn delete_member(
     State(state): State<AppState>,
     ApiPath(ExternalId { external_id }): ApiPath<ExternalId>,
 ) -> ApiResult<StatusCode> {
-    erase_member(&state, &app.app_id, &external_id).await?;
+    let member = erase_member(&state, &app.app_id, &external_id).await?;
+    if !member.endpoint.is_empty() {
+        let permission = pb::Permission {
+            status: pb::PermissionStatus::Revoked.into(),
+            expires_at: None,
+            endpoint: member.endpoint.clone(),
+        };
+        publish_permission_changed(&state, &member, &permission, "member_deleted").await;
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -271,6 +285,76 @@ async fn get_webhook(
     )
     .await?;
     Ok(Json(webhook.into()))
+}
+
+/// Where to go on in the delivery log.
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct DeliveriesQuery {
+    /// The previous page's `next_cursor`.
+    cursor: Option<String>,
+    /// 1–200; 50 by default.
+    limit: Option<u32>,
+}
+
+/// One page of webhook attempts, newest first.
+#[derive(Serialize, ToSchema)]
+struct WebhookDeliveries {
+    attempts: Vec<WebhookAttempt>,
+    /// The `cursor` of the next, older page; null on the last.
+    next_cursor: Option<String>,
+}
+
+/// Lists the app's webhook attempts, newest first: every attempt at every event, with
+/// the receiver's status or the error, and whether the event was delivered, will be
+/// tried again (when) or was given up. Attempts are kept 30 days.
+#[utoipa::path(
+    get,
+    path = "/v1/cms/webhook/deliveries",
+    tag = "cms",
+    params(DeliveriesQuery),
+    security(("api_secret" = [])),
+    responses(
+        (status = 200, description = "One page of attempts.", body = WebhookDeliveries),
+        (status = 400, description = "A cursor this list did not make, or a limit out of range (`invalid_argument`).",
+            body = super::error::ProblemSchema, content_type = "application/problem+json"),
+    )
+)]
+async fn list_webhook_deliveries(
+    CmsApp(app): CmsApp,
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<DeliveriesQuery>,
+) -> ApiResult<Json<WebhookDeliveries>> {
+    let before = match query.cursor.as_deref() {
+        None => None,
+        Some(cursor) => Some(
+            cursor
+                .parse::<u64>()
+                .ok()
+                .filter(|position| *position > 0)
+                .ok_or_else(|| Error::invalid("cursor", "not a cursor this list made"))?,
+        ),
+    };
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=200).contains(&limit) {
+        return Err(Error::invalid("limit", "must be from 1 to 200").into());
+    }
+    let page = state
+        .webhook_attempts()
+        .page(&app.app_id, before, limit as usize)
+        .await
+        .map_err(|e| Error::internal(&e))?;
+    let attempts = page
+        .records
+        .iter()
+        .map(|record| serde_json::from_slice(record))
+        .collect::<Result<Vec<WebhookAttempt>, _>>()
+        .map_err(|e| Error::internal(&e))?;
+    Ok(Json(WebhookDeliveries {
+        attempts,
+        next_cursor: page.next.map(|position| position.to_string()),
+    }))
 }
 
 /// A new API secret.

@@ -3,6 +3,12 @@
 //! into a permission token (RFC 6749 authorization code with PKCE, RFC 7636; and
 //! refresh), and the member's permission status, which the profile checkbox reads.
 //!
+//! Identity has no bus, so each permission change made here (a code exchanged, a token
+//! refreshed, a permission revoked; and a member erased, in `cms`) is published by the
+//! gateway as a durable `PermissionChanged` event once identity confirmed it, for the
+//! `member.permission_changed` webhook. A permission that expires by time publishes
+//! nothing.
+//!
 //! The token endpoint follows OAuth rather than the rest of the API: it reads form or
 //! JSON bodies, answers errors as RFC 6749 §5.2 `{"error","error_description"}`, and also
 //! takes the API secret as HTTP Basic client credentials (`app_id:api_secret`), so
@@ -16,7 +22,9 @@ use base64::engine::general_purpose::STANDARD;
 use http::header::{AUTHORIZATION, CACHE_CONTROL, PRAGMA, WWW_AUTHENTICATE};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use palaver_kit::{Error, ErrorCode};
+use palaver_proto::events::v1 as ev;
 use palaver_proto::identity::v1 as pb;
+use prost::Message as _;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -303,7 +311,7 @@ async fn token(State(state): State<AppState>, request: Request) -> Result<Respon
         "authorization_code" => {
             call(state.identity().exchange_authorization_code(
                 pb::ExchangeAuthorizationCodeRequest {
-                    app_id: app.app_id,
+                    app_id: app.app_id.clone(),
                     code: required(form.code, "code")?,
                     code_verifier: required(form.code_verifier, "code_verifier")?,
                     redirect_uri: form.redirect_uri.unwrap_or_default(),
@@ -316,7 +324,7 @@ async fn token(State(state): State<AppState>, request: Request) -> Result<Respon
                 state
                     .identity()
                     .refresh_permission_token(pb::RefreshPermissionTokenRequest {
-                        app_id: app.app_id,
+                        app_id: app.app_id.clone(),
                         refresh_token: required(form.refresh_token, "refresh_token")?,
                     }),
             )
@@ -333,6 +341,12 @@ async fn token(State(state): State<AppState>, request: Request) -> Result<Respon
         }
     }
     .map_err(ApiError::from)?;
+    let reason = if form.grant_type == "refresh_token" {
+        "refreshed"
+    } else {
+        "granted"
+    };
+    publish_current_permission(&state, &app.app_id, &issued.external_id, reason).await;
     let token = TokenResponse {
         access_token: issued.access_token,
         token_type: "Bearer".to_owned(),
@@ -353,6 +367,18 @@ enum PermissionStatus {
     Valid,
     Expired,
     Revoked,
+}
+
+impl PermissionStatus {
+    /// The name the API and the `member.permission_changed` webhook use.
+    fn as_str(&self) -> &'static str {
+        match self {
+            PermissionStatus::None => "none",
+            PermissionStatus::Valid => "valid",
+            PermissionStatus::Expired => "expired",
+            PermissionStatus::Revoked => "revoked",
+        }
+    }
 }
 
 /// A member's permission: what the profile checkbox reads.
@@ -430,10 +456,94 @@ async fn revoke_permission(
         state
             .identity()
             .revoke_permission(pb::RevokePermissionRequest {
-                app_id: app.app_id,
-                external_id,
+                app_id: app.app_id.clone(),
+                external_id: external_id.clone(),
             }),
     )
     .await?;
+    // A member who never held a permission had nothing revoked: nothing changed.
+    if permission.status != i32::from(pb::PermissionStatus::None) {
+        match member(&state, &app.app_id, &external_id).await {
+            Ok(member) => {
+                publish_permission_changed(&state, &member, &permission, "revoked").await;
+            }
+            Err(error) => unpublished(&app.app_id, &external_id, &error),
+        }
+    }
     Ok(Json(permission.try_into()?))
+}
+
+async fn member(state: &AppState, app_id: &str, external_id: &str) -> Result<pb::Member, Error> {
+    call(state.identity().get_member(pb::GetMemberRequest {
+        app_id: app_id.to_owned(),
+        key: Some(pb::get_member_request::Key::ExternalId(
+            external_id.to_owned(),
+        )),
+    }))
+    .await
+}
+
+fn unpublished(app_id: &str, external_id: &str, error: &dyn std::fmt::Display) {
+    tracing::error!(%error, app_id, external_id, "a permission change was made but cannot be published");
+}
+
+/// Publishes the member's permission as identity has it now, after a change.
+async fn publish_current_permission(
+    state: &AppState,
+    app_id: &str,
+    external_id: &str,
+    reason: &str,
+) {
+    let member = member(state, app_id, external_id).await;
+    let permission = call(state.identity().get_permission(pb::GetPermissionRequest {
+        app_id: app_id.to_owned(),
+        external_id: external_id.to_owned(),
+    }))
+    .await;
+    match (member, permission) {
+        (Ok(member), Ok(permission)) => {
+            publish_permission_changed(state, &member, &permission, reason).await;
+        }
+        (Err(error), _) | (_, Err(error)) => unpublished(app_id, external_id, &error),
+    }
+}
+
+/// Publishes that `member`'s permission changed to `permission` (for the
+/// `member.permission_changed` webhook). The change is made whatever happens here, so a
+/// failure is logged rather than answered.
+pub async fn publish_permission_changed(
+    state: &AppState,
+    member: &pb::Member,
+    permission: &pb::Permission,
+    reason: &str,
+) {
+    let status = match Permission::try_from(permission.clone()) {
+        Ok(read) => read.status.as_str(),
+        Err(error) => return unpublished(&member.app_id, &member.external_id, &error),
+    };
+    let event_id = palaver_kit::bus::new_event_id();
+    let event = ev::PermissionChanged {
+        event_id: event_id.clone(),
+        at: Some(std::time::SystemTime::now().into()),
+        app_id: member.app_id.clone(),
+        member_id: member.member_id.clone(),
+        external_id: member.external_id.clone(),
+        endpoint: if permission.endpoint.is_empty() {
+            member.endpoint.clone()
+        } else {
+            permission.endpoint.clone()
+        },
+        status: status.to_owned(),
+        expires_at: permission.expires_at,
+        reason: reason.to_owned(),
+    };
+    let subject = format!("{}.member.{}.permission", member.app_id, member.member_id);
+    if let Err(error) = state
+        .fanout()
+        .bus()
+        .publish_durable(&subject, &event_id, event.encode_to_vec().into())
+        .await
+    {
+        unpublished(&member.app_id, &member.external_id, &error);
+    }
 }

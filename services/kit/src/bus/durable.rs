@@ -1,0 +1,384 @@
+//! Durable consumers of the stored events ([`EventBus::durable_consumer`](super::EventBus::durable_consumer)).
+//!
+//! Every process that opens the consumer of one name shares it, so each event is handed
+//! to one of them. An event comes back until it is settled: done, retried after a delay
+//! the consumer chooses, or given up. On NATS the consumer is a JetStream durable pull
+//! consumer on the events stream (acknowledged, negatively acknowledged with a delay, or
+//! terminated), so what a stopped process held is delivered again to another; the
+//! in-process bus keeps the same promises for as long as the process lives.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use async_nats::header::NATS_MESSAGE_ID;
+use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
+use async_nats::jetstream::{self, AckKind};
+use async_trait::async_trait;
+use futures::StreamExt;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use super::{BoxError, BusError, Event, RecentIds};
+
+/// At most this many events of a NATS consumer may be delivered and not yet settled,
+/// those waiting for a retry included: high, so that one receiver that keeps failing
+/// does not hold up the others.
+const MAX_UNSETTLED: i64 = 100_000;
+
+/// What became of a delivered event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settlement {
+    /// Handled: it is not delivered again.
+    Done,
+    /// Not handled yet: deliver it again after this long.
+    RetryAfter(Duration),
+    /// Not handled, and never to be delivered again.
+    GiveUp,
+}
+
+/// A durable consumer, shared by every process that opened it under the same name.
+#[async_trait]
+pub trait DurableConsumer: Send {
+    /// Up to `max` events that are due, waiting at most `wait` for the first: none
+    /// when nothing came in time.
+    async fn fetch(&mut self, max: usize, wait: Duration) -> Result<Vec<Delivery>, BusError>;
+
+    /// Events not settled yet: waiting to be delivered, delivered and unsettled, or
+    /// waiting for a retry.
+    async fn backlog(&mut self) -> Result<u64, BusError>;
+}
+
+/// An event handed to one consumer, to be settled with [`Delivery::settle`]. Dropped
+/// unsettled, it is delivered again (at once in process; on NATS after the consumer's
+/// acknowledgement wait).
+pub struct Delivery {
+    pub event: Event,
+    /// 1 on the first delivery of the event, counting every delivery since.
+    pub attempt: u64,
+    settler: Box<dyn Settler>,
+}
+
+impl Delivery {
+    /// Settles the event: see [`Settlement`].
+    pub async fn settle(self, settlement: Settlement) -> Result<(), BusError> {
+        self.settler.settle(settlement).await
+    }
+}
+
+#[async_trait]
+trait Settler: Send {
+    async fn settle(self: Box<Self>, settlement: Settlement) -> Result<(), BusError>;
+}
+
+fn consumer_error(consumer: &str, action: &'static str, source: BoxError) -> BusError {
+    BusError::Consumer {
+        consumer: consumer.to_owned(),
+        action,
+        source,
+    }
+}
+
+/// A JetStream durable pull consumer of the whole events stream.
+pub(super) struct NatsConsumer {
+    consumer: jetstream::consumer::Consumer<pull::Config>,
+    name: String,
+    prefix_len: usize,
+}
+
+impl NatsConsumer {
+    /// Opens the consumer `name` of `stream`, creating it to start with the events
+    /// published from now on; a delivery unsettled for `ack_wait` is delivered again.
+    pub(super) async fn open(
+        jetstream: &jetstream::Context,
+        stream: &str,
+        prefix: &str,
+        name: &str,
+        ack_wait: Duration,
+    ) -> Result<NatsConsumer, BusError> {
+        let error = |source: BoxError| consumer_error(name, "open", source);
+        let stream = jetstream
+            .get_stream(stream)
+            .await
+            .map_err(|e| error(e.into()))?;
+        // No filter subject: the servers this must run on (2.9) have no consumers with
+        // several filters, and the stream holds nothing but events.
+        let consumer = stream
+            .get_or_create_consumer(
+                name,
+                pull::Config {
+                    durable_name: Some(name.to_owned()),
+                    description: Some(format!("Palaver durable consumer {name}")),
+                    deliver_policy: DeliverPolicy::New,
+                    ack_policy: AckPolicy::Explicit,
+                    ack_wait,
+                    max_ack_pending: MAX_UNSETTLED,
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| error(e.into()))?;
+        Ok(NatsConsumer {
+            consumer,
+            name: name.to_owned(),
+            prefix_len: prefix.len() + 1,
+        })
+    }
+
+    /// Adds the events of `batch` to `deliveries`; an error after some events keeps
+    /// them (the rest come again).
+    async fn take(
+        &self,
+        mut batch: pull::Batch,
+        deliveries: &mut Vec<Delivery>,
+    ) -> Result<(), BusError> {
+        while let Some(message) = batch.next().await {
+            match message {
+                Ok(message) => deliveries.push(self.delivery(message)?),
+                Err(error) if !deliveries.is_empty() => {
+                    tracing::warn!(%error, consumer = %self.name, "a batch of events broke off");
+                    break;
+                }
+                Err(error) => return Err(consumer_error(&self.name, "fetch", error)),
+            }
+        }
+        Ok(())
+    }
+
+    fn delivery(&self, message: jetstream::Message) -> Result<Delivery, BusError> {
+        let attempt = message
+            .info()
+            .map_err(|e| consumer_error(&self.name, "read a delivery", e))?
+            .delivered
+            .max(1) as u64;
+        let headers = message.headers.clone().unwrap_or_default();
+        let event = Event {
+            subject: message
+                .subject
+                .as_str()
+                .get(self.prefix_len..)
+                .unwrap_or_default()
+                .to_owned(),
+            payload: message.payload.clone(),
+            msg_id: headers
+                .get(NATS_MESSAGE_ID)
+                .map(|id| id.as_str().to_owned()),
+            headers,
+        };
+        Ok(Delivery {
+            event,
+            attempt,
+            settler: Box::new(NatsSettler {
+                message,
+                consumer: self.name.clone(),
+            }),
+        })
+    }
+}
+
+#[async_trait]
+impl DurableConsumer for NatsConsumer {
+    /// One pull that ends with the first event (so none waits for a fuller batch), then
+    /// one that takes what else is there without waiting: neither leaves a request open
+    /// on the server that could hand events to nobody.
+    async fn fetch(&mut self, max: usize, wait: Duration) -> Result<Vec<Delivery>, BusError> {
+        let first = self
+            .consumer
+            .batch()
+            .max_messages(1)
+            .expires(wait)
+            .messages()
+            .await
+            .map_err(|e| consumer_error(&self.name, "fetch", e.into()))?;
+        let mut deliveries = Vec::new();
+        self.take(first, &mut deliveries).await?;
+        if deliveries.is_empty() || max <= 1 {
+            return Ok(deliveries);
+        }
+        match self.consumer.fetch().max_messages(max - 1).messages().await {
+            Ok(more) => self.take(more, &mut deliveries).await?,
+            Err(error) => {
+                tracing::warn!(%error, consumer = %self.name, "cannot fetch more events now");
+            }
+        }
+        Ok(deliveries)
+    }
+
+    async fn backlog(&mut self) -> Result<u64, BusError> {
+        let info = self
+            .consumer
+            .info()
+            .await
+            .map_err(|e| consumer_error(&self.name, "read the backlog", e.into()))?;
+        Ok(info.num_pending + info.num_ack_pending as u64)
+    }
+}
+
+struct NatsSettler {
+    message: jetstream::Message,
+    consumer: String,
+}
+
+#[async_trait]
+impl Settler for NatsSettler {
+    async fn settle(self: Box<Self>, settlement: Settlement) -> Result<(), BusError> {
+        let result = match settlement {
+            // Waits for the server's confirmation: once this returns, the event is
+            // never delivered again.
+            Settlement::Done => self.message.double_ack().await,
+            Settlement::RetryAfter(delay) => self.message.ack_with(AckKind::Nak(Some(delay))).await,
+            Settlement::GiveUp => self.message.ack_with(AckKind::Term).await,
+        };
+        result.map_err(|e| consumer_error(&self.consumer, "settle an event", e))
+    }
+}
+
+/// The events of one in-process consumer: due, waiting for a retry, or out.
+#[derive(Default)]
+pub(super) struct LocalQueue {
+    state: Mutex<QueueState>,
+    changed: Notify,
+}
+
+#[derive(Default)]
+struct QueueState {
+    ready: VecDeque<Pending>,
+    delayed: Vec<(Instant, Pending)>,
+    out: u64,
+    seen: RecentIds,
+}
+
+struct Pending {
+    event: Event,
+    deliveries: u64,
+}
+
+impl std::fmt::Debug for LocalQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalQueue").finish_non_exhaustive()
+    }
+}
+
+impl LocalQueue {
+    fn lock(&self) -> std::sync::MutexGuard<'_, QueueState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Adds a durable event, once per message id within the duplicate window.
+    pub(super) fn push(&self, event: Event) {
+        let mut state = self.lock();
+        if let Some(id) = &event.msg_id
+            && !state.seen.first_time(id)
+        {
+            return;
+        }
+        state.ready.push_back(Pending {
+            event,
+            deliveries: 0,
+        });
+        drop(state);
+        self.changed.notify_waiters();
+    }
+
+    fn put_back(&self, pending: Pending, at: Option<Instant>) {
+        let mut state = self.lock();
+        state.out -= 1;
+        match at {
+            Some(at) => state.delayed.push((at, pending)),
+            None => state.ready.push_front(pending),
+        }
+        drop(state);
+        self.changed.notify_waiters();
+    }
+}
+
+/// A consumer of the in-process bus: every handle of one name shares its queue.
+pub(super) struct LocalConsumer {
+    pub(super) queue: Arc<LocalQueue>,
+}
+
+#[async_trait]
+impl DurableConsumer for LocalConsumer {
+    async fn fetch(&mut self, max: usize, wait: Duration) -> Result<Vec<Delivery>, BusError> {
+        let deadline = Instant::now() + wait;
+        loop {
+            let changed = self.queue.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let next_due = {
+                let mut state = self.queue.lock();
+                let now = Instant::now();
+                let (mut due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut state.delayed)
+                    .into_iter()
+                    .partition(|(at, _)| *at <= now);
+                state.delayed = later;
+                due.sort_by_key(|(at, _)| *at);
+                state
+                    .ready
+                    .extend(due.into_iter().map(|(_, pending)| pending));
+                let count = max.min(state.ready.len());
+                if count > 0 {
+                    state.out += count as u64;
+                    let taken: Vec<Pending> = state.ready.drain(..count).collect();
+                    drop(state);
+                    return Ok(taken
+                        .into_iter()
+                        .map(|mut pending| {
+                            pending.deliveries += 1;
+                            Delivery {
+                                event: pending.event.clone(),
+                                attempt: pending.deliveries,
+                                settler: Box::new(LocalSettler {
+                                    queue: self.queue.clone(),
+                                    pending: Some(pending),
+                                }),
+                            }
+                        })
+                        .collect());
+                }
+                state.delayed.iter().map(|(at, _)| *at).min()
+            };
+            if Instant::now() >= deadline {
+                return Ok(Vec::new());
+            }
+            let until = next_due.map_or(deadline, |due| due.min(deadline));
+            tokio::select! {
+                () = &mut changed => {}
+                () = tokio::time::sleep_until(until) => {}
+            }
+        }
+    }
+
+    async fn backlog(&mut self) -> Result<u64, BusError> {
+        let state = self.queue.lock();
+        Ok(state.ready.len() as u64 + state.delayed.len() as u64 + state.out)
+    }
+}
+
+struct LocalSettler {
+    queue: Arc<LocalQueue>,
+    pending: Option<Pending>,
+}
+
+#[async_trait]
+impl Settler for LocalSettler {
+    async fn settle(mut self: Box<Self>, settlement: Settlement) -> Result<(), BusError> {
+        if let Some(pending) = self.pending.take() {
+            match settlement {
+                Settlement::Done | Settlement::GiveUp => self.queue.lock().out -= 1,
+                Settlement::RetryAfter(delay) => {
+                    self.queue.put_back(pending, Some(Instant::now() + delay))
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for LocalSettler {
+    fn drop(&mut self) {
+        if let Some(pending) = self.pending.take() {
+            self.queue.put_back(pending, None);
+        }
+    }
+}
