@@ -66,6 +66,7 @@ error_codes! {
     Conflict => "conflict", CONFLICT, AlreadyExists, "It already exists";
     InvalidGrant => "invalid_grant", BAD_REQUEST, FailedPrecondition, "The grant is invalid, expired or was used";
     ConsentUnavailable => "consent_unavailable", CONFLICT, FailedPrecondition, "The app cannot ask for consent";
+    ConsentExpired => "consent_expired", GONE, FailedPrecondition, "The consent request has expired";
     FailedPrecondition => "failed_precondition", CONFLICT, FailedPrecondition, "The request cannot be carried out in the current state";
     PayloadTooLarge => "payload_too_large", PAYLOAD_TOO_LARGE, InvalidArgument, "The request is too large";
     RateLimited => "rate_limited", TOO_MANY_REQUESTS, ResourceExhausted, "Too many requests";

@@ -5,12 +5,13 @@
 //! | --- | --- | --- |
 //! | admin API | `admin` | admin token |
 //! | CMS API | `cms`, `consent`, `conversations` | API secret |
-//! | member API | `me`, `conversations` | permission token; operator access token for `/v1/me/tokens` |
+//! | member API | `me`, `conversations` | permission token; operator access token for `/v1/me/tokens` and the console's conversation routes (which also read with a permission token) |
 //! | operator sign-in | `operators` | a login link's token or a personal access token |
 //! | visitors (browser-facing) | `visitors`, `presence` | none (a visitor session token for offline messages): the app's origins, rate limits |
 //! | WebSocket | `ws` | a visitor session token or an operator access token in `hello` |
 //! | discovery | `discovery` | none |
 //! | pages: widget, console | `pages` | none (the console signs in through the API) |
+//! | the consent page | `consent_page` | the consent request in its link; a CSRF cookie |
 //!
 //! Routes are registered through `utoipa-axum`, so each one is in the OpenAPI document
 //! by construction (`GET /v1/openapi.json`). Every error, including unknown paths,
@@ -21,13 +22,14 @@
 mod admin;
 mod cms;
 mod consent;
+mod consent_page;
 mod conversations;
 mod cors;
 mod discovery;
 mod error;
 mod extract;
 mod me;
-mod model;
+pub(crate) mod model;
 mod observe;
 mod operators;
 mod pages;
@@ -64,11 +66,12 @@ use crate::state::AppState;
         (name = "admin", description = "Apps (`Authorization: Bearer <admin token>`)."),
         (name = "cms", description = "Members, login links, webhook, keys (`Authorization: Bearer <API secret>`; server to server)."),
         (name = "consent", description = "The consent flow, permission tokens (OAuth 2.0 with PKCE) and permissions."),
-        (name = "member", description = "The member's own API (`Authorization: Bearer <permission token>`)."),
+        (name = "member", description = "The member's own API (`Authorization: Bearer <permission token>`; its conversation routes also take an operator access token)."),
         (name = "operator", description = "Operator sign-in and personal access tokens."),
         (name = "visitor", description = "Web visitors, from the app's pages only."),
         (name = "realtime", description = "The WebSocket of the widget, the console and the CLI (JSON frames; see the protocol in DESIGN.md). Visitors connect from the app's pages; operators from the console or a native client."),
         (name = "discovery", description = "Public keys and this document."),
+        (name = "webhooks", description = "What Palaver POSTs to the app's webhook URL (see `webhooks`)."),
     ),
 )]
 struct ApiDoc;
@@ -116,7 +119,9 @@ fn routes(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
     .layer(from_fn_with_state(state.clone(), cors::server_to_server));
     let browser = group(visitors::routes().merge(presence::routes())).layer(from_fn(cors::browser));
     let public = group(discovery::routes().merge(ws::routes()));
-    let pages = pages::routes().method_not_allowed_fallback(error::method_not_allowed);
+    let pages = pages::routes()
+        .merge(consent_page::routes())
+        .method_not_allowed_fallback(error::method_not_allowed);
     (
         server_to_server.merge(browser).merge(public).merge(pages),
         openapi,
@@ -126,6 +131,7 @@ fn routes(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
 /// What the routes cannot say about themselves: the server, the security schemes, and
 /// that any operation may answer an error as problem+json.
 fn finish(mut openapi: utoipa::openapi::OpenApi, state: &AppState) -> utoipa::openapi::OpenApi {
+    crate::webhooks::events::document(&mut openapi);
     openapi.servers = Some(vec![
         ServerBuilder::new().url(state.public_link("", &[])).build(),
     ]);

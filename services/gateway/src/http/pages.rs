@@ -7,6 +7,7 @@
 //! | `/widget/frame` | `widget/frame.html` | the widget in an iframe, for pages with a strict CSP |
 //! | `/console`, `/console/login` | `console/index.html` | the operator console |
 //! | `/console/{file}` | `console/{file}` | its script, styles, manifest, service worker, icons |
+//! | `/pages.css` | `pages.css` | the styles of the consent page (`consent_page`) |
 //!
 //! Pages carry a CSP that allows only the gateway's own scripts, styles and connections;
 //! the console is never framed, the widget's frame only by its app's origins.
@@ -46,6 +47,7 @@ pub fn routes() -> axum::Router<AppState> {
         .route("/console", get(console))
         .route("/console/login", get(console))
         .route("/console/{file}", get(console_file))
+        .route("/pages.css", get(pages_css))
         .layer(CompressionLayer::new())
 }
 
@@ -88,6 +90,10 @@ async fn widget_frame(
             &format!("frame-ancestors {}", ancestors.join(" ")),
         );
     Ok(file("widget/frame.html", &headers, Some(&csp)))
+}
+
+async fn pages_css(headers: HeaderMap) -> Response {
+    file("pages.css", &headers, None)
 }
 
 async fn console(headers: HeaderMap) -> Response {

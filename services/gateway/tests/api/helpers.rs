@@ -11,6 +11,7 @@ use palaver_conversation::{ConversationConfig, ConversationService};
 use palaver_gateway::{GatewayConfig, GatewayService, ServiceUrls};
 use palaver_identity::{IdentityConfig, IdentityService};
 use palaver_kit::bus::{EventBus, NatsBus};
+use palaver_kit::clock::Clock;
 use palaver_kit::config::SecretString;
 use palaver_kit::db::Database;
 use palaver_kit::grpc::{GrpcChannel, balanced_channel};
@@ -45,6 +46,8 @@ pub struct TestGateway {
     pub admin: SocketAddr,
     /// identity over gRPC, for what the tests do beside the gateway (the consent page).
     pub identity: IdentityClient<GrpcChannel>,
+    /// identity's clock, which a test shifts to age consent requests and tokens.
+    pub identity_clock: Clock,
     pub http: reqwest::Client,
     pub gateway_task: JoinHandle<anyhow::Result<()>>,
     pub gateway_shutdown: Shutdown,
@@ -89,9 +92,13 @@ pub async fn spawn_configured(
     palaver_identity::migrate(&db.url)
         .await
         .expect("migrations");
-    let identity = IdentityService::build(IdentityConfig::ephemeral(&db.url))
-        .await
-        .expect("identity builds");
+    let identity_clock = Clock::default();
+    let identity = IdentityService::build_with_clock(
+        IdentityConfig::ephemeral(&db.url),
+        identity_clock.clone(),
+    )
+    .await
+    .expect("identity builds");
     let identity_url = format!("http://{}", identity.grpc_addr());
     let identity_shutdown = Shutdown::new();
     tokio::spawn(identity.run_until_stopped(identity_shutdown.clone()));
@@ -146,6 +153,7 @@ pub async fn spawn_configured(
         base,
         admin,
         identity: IdentityClient::new(balanced_channel(&identity_url).expect("channel")),
+        identity_clock,
         http: reqwest::Client::new(),
         gateway_task,
         gateway_shutdown,

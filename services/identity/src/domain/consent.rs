@@ -27,6 +27,8 @@ pub struct ConsentRequest {
     pub member_display_name: String,
     pub return_url: String,
     pub csrf_token: String,
+    /// When a permission approved now would expire.
+    pub permission_expires_at: i64,
 }
 
 /// What the CMS receives for a code or a refresh token.
@@ -165,6 +167,7 @@ impl Identity {
             member_display_name: member.display_name,
             return_url: row.return_url,
             csrf_token: row.csrf_token,
+            permission_expires_at: self.now() + self.policy.permission_token_ttl,
         })
     }
 
@@ -183,7 +186,7 @@ impl Identity {
         }
         if self.now() >= row.expires_at {
             return Err(Error::new(
-                ErrorCode::FailedPrecondition,
+                ErrorCode::ConsentExpired,
                 "this consent request has expired; ask the site for a new one",
             ));
         }
@@ -203,6 +206,7 @@ impl Identity {
             member_display_name: member.display_name,
             return_url: row.return_url,
             csrf_token: row.csrf_token,
+            permission_expires_at: self.now() + self.policy.permission_token_ttl,
         })
     }
 

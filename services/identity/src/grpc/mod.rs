@@ -110,6 +110,7 @@ fn consent_to(request: ConsentRequest) -> pb::ConsentRequest {
         scope: crate::domain::consent::SCOPE.to_owned(),
         return_url: request.return_url,
         csrf_token: request.csrf_token,
+        permission_expires_at: timestamp(request.permission_expires_at),
     }
 }
 

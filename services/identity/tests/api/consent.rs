@@ -317,7 +317,7 @@ on_both_backends!(
                 request: pending.request,
             })
             .await;
-        assert_eq!(code_of(late_page), ErrorCode::FailedPrecondition);
+        assert_eq!(code_of(late_page), ErrorCode::ConsentExpired);
         assert_eq!(
             status(&t.permission(&app_id, "42").await),
             pb::PermissionStatus::None

@@ -1,0 +1,507 @@
+//! The consent page (`/consent?request=…`): where a CMS sends a member to approve or deny
+//! its consent request. It shows the app (name, logo, privacy policy), the member and
+//! what Approve grants; its form posts the decision back to `/consent`, and the member
+//! goes back to the app's return URL with `code` and `state`, or `error=access_denied`
+//! and `state`. Identity keeps the request, checks the decision and builds that URL from
+//! the return URL it validated when the request was made.
+//!
+//! The page is server-rendered HTML without scripts. Everything that came from data is
+//! escaped by [`escape`]; a template crate would add a dependency for two small
+//! documents. A decision is only taken when:
+//! - the POST has no `Origin`, or the gateway's own (a form on another site cannot post);
+//! - the form's `csrf` field equals the request's cookie (double submit: the cookie is
+//!   `HttpOnly`, `SameSite=Strict` and scoped to `/consent`, so another site can neither
+//!   read it nor have it sent), and identity finds it to be the request's own token.
+//!
+//! Pages are never framed, cached or shown to other sites through `Referer`. The form
+//! page itself uses `Referrer-Policy: same-origin` rather than `no-referrer`: under
+//! `no-referrer`, browsers send `Origin: null` with the form's POST, which the origin
+//! check above refuses. Links and redirects to other sites still carry no referrer.
+
+use axum::Router;
+use axum::extract::{RawQuery, Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use http::header::{
+    CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, COOKIE, LOCATION, ORIGIN,
+    REFERRER_POLICY, SET_COOKIE, X_FRAME_OPTIONS,
+};
+use http::{HeaderMap, HeaderValue, StatusCode};
+use palaver_kit::{Error, ErrorCode};
+use palaver_proto::identity::v1 as pb;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::domain::origins;
+use crate::http::extract::{media_type, read_body};
+use crate::identity::call;
+use crate::state::AppState;
+
+/// What every consent page may load: the gateway's stylesheet; each page adds `img-src`
+/// (its icon, and the app's logo) and `form-action`.
+const BASE_CSP: &str = "default-src 'none'; style-src 'self'; base-uri 'none'; \
+    frame-ancestors 'none'";
+
+/// The consent page's routes (not in the OpenAPI document: a page, not API).
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/consent", get(show).post(decide))
+}
+
+/// Shows the consent request named in the query, and sets its CSRF cookie.
+#[tracing::instrument(skip_all)]
+async fn show(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response {
+    let request = query
+        .as_deref()
+        .and_then(|query| {
+            url::form_urlencoded::parse(query.as_bytes())
+                .find(|(name, _)| name == "request")
+                .map(|(_, value)| value.into_owned())
+        })
+        .unwrap_or_default();
+    if request.is_empty() {
+        return refusal(
+            &state,
+            &Error::not_found("no consent request in the link"),
+            "",
+        );
+    }
+    let consent = match call(
+        state
+            .identity()
+            .get_consent_request(pb::GetConsentRequestRequest {
+                request: request.clone(),
+            }),
+    )
+    .await
+    {
+        Ok(consent) => consent,
+        Err(error) => return refusal(&state, &error, ""),
+    };
+    // The form's POST redirects to the return URL, and form-action covers redirects.
+    let logo_origin = origins::canonical(&consent.app_logo_url);
+    let sources = |origin: Option<&str>| match origin {
+        Some(origin) => format!("'self' {origin}"),
+        None => "'self'".to_owned(),
+    };
+    let csp = format!(
+        "{BASE_CSP}; img-src {}; form-action {}",
+        sources(logo_origin.as_deref()),
+        sources(origins::canonical(&consent.return_url).as_deref()),
+    );
+    let body = document(
+        &state,
+        &format!("Allow {} to show your availability?", consent.app_name),
+        &consent_form(&state, &consent, logo_origin.is_some()),
+    );
+    let mut response = html(StatusCode::OK, &csp, "same-origin", body);
+    let cookie = format!(
+        "{}={}; Path={}; Max-Age={}; HttpOnly; SameSite=Strict{}",
+        cookie_name(&request),
+        consent.csrf_token,
+        consent_path(&state),
+        consent
+            .expires_at
+            .map_or(0, |at| (at.seconds - now()).max(0)),
+        secure_attribute(&state),
+    );
+    if let Ok(cookie) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(SET_COOKIE, cookie);
+    }
+    response
+}
+
+/// The consent form's fields.
+#[derive(Deserialize)]
+struct DecisionForm {
+    request: String,
+    csrf: String,
+    /// `approve` or `deny`: the button the member pressed.
+    decision: String,
+}
+
+/// Records the member's decision and sends them back to the app.
+#[tracing::instrument(skip_all)]
+async fn decide(State(state): State<AppState>, request: Request) -> Response {
+    let headers = request.headers().clone();
+    let from_elsewhere = headers.get(ORIGIN).is_some_and(|origin| {
+        origin.to_str().ok().and_then(origins::canonical).as_deref() != Some(state.public_origin())
+    });
+    if from_elsewhere {
+        return page_error(
+            &state,
+            StatusCode::FORBIDDEN,
+            "This form was sent from another site",
+            "Nothing was decided. Only the consent page itself can approve or deny a request.",
+            "",
+        );
+    }
+    if media_type(&headers).as_deref() != Some("application/x-www-form-urlencoded") {
+        return unreadable_form(&state);
+    }
+    let form = read_body(request, &state)
+        .await
+        .ok()
+        .and_then(|body| serde_urlencoded::from_bytes::<DecisionForm>(&body).ok());
+    let Some(form) = form else {
+        return unreadable_form(&state);
+    };
+    let approve = match form.decision.as_str() {
+        "approve" => true,
+        "deny" => false,
+        _ => return unreadable_form(&state),
+    };
+    let cookie = cookie_value(&headers, &cookie_name(&form.request));
+    let matches = cookie.is_some_and(|cookie| {
+        !form.csrf.is_empty() && bool::from(cookie.as_bytes().ct_eq(form.csrf.as_bytes()))
+    });
+    if !matches {
+        return refusal(
+            &state,
+            &Error::new(ErrorCode::PermissionDenied, "the form's check failed"),
+            &form.request,
+        );
+    }
+    let decided = call(state.identity().decide_consent(pb::DecideConsentRequest {
+        request: form.request.clone(),
+        approve,
+        csrf_token: form.csrf,
+    }))
+    .await;
+    let redirect_url = match decided {
+        Ok(decided) => decided.redirect_url,
+        Err(error) => return refusal(&state, &error, &form.request),
+    };
+    let Ok(location) = HeaderValue::from_str(&redirect_url) else {
+        let error = Error::new(
+            ErrorCode::Internal,
+            format!("identity answered an unusable return URL {redirect_url:?}"),
+        );
+        return refusal(&state, &error, "");
+    };
+    let mut response = (
+        StatusCode::SEE_OTHER,
+        [
+            (LOCATION, location),
+            (CACHE_CONTROL, HeaderValue::from_static("no-store")),
+            (REFERRER_POLICY, HeaderValue::from_static("no-referrer")),
+        ],
+    )
+        .into_response();
+    let spent = format!(
+        "{}=; Path={}; Max-Age=0; HttpOnly; SameSite=Strict{}",
+        cookie_name(&form.request),
+        consent_path(&state),
+        secure_attribute(&state),
+    );
+    if let Ok(spent) = HeaderValue::from_str(&spent) {
+        response.headers_mut().insert(SET_COOKIE, spent);
+    }
+    response
+}
+
+/// The `<main>` of the consent page.
+fn consent_form(state: &AppState, consent: &pb::ConsentRequest, show_logo: bool) -> String {
+    let app = escape(&consent.app_name);
+    let logo = if show_logo {
+        format!(
+            "<img class=\"logo\" src=\"{}\" alt=\"\" width=\"56\" height=\"56\">",
+            escape(&consent.app_logo_url)
+        )
+    } else {
+        String::new()
+    };
+    let until = consent.permission_expires_at.map(|at| at.to_string());
+    let until = match until.as_deref().and_then(long_date) {
+        Some((datetime, long)) => {
+            format!(" until <time datetime=\"{datetime}\">{long}</time>")
+        }
+        None => String::new(),
+    };
+    let privacy = match origins::canonical(&consent.privacy_url) {
+        Some(_) => format!(
+            "<p>How {app} uses your information: \
+             <a href=\"{}\">the privacy policy of {app}</a>.</p>",
+            escape(&consent.privacy_url)
+        ),
+        None => String::new(),
+    };
+    format!(
+        "<header class=\"app\">{logo}<p class=\"app-name\">{app}</p></header>\n\
+         <h1 id=\"title\">Allow {app} to show your availability?</h1>\n\
+         <p>Hello {member}.</p>\n\
+         <p id=\"grant\" class=\"grant\">{app} asks for your permission to \
+         <strong>show your availability on {app} and let its visitors start chats with \
+         you</strong>{until}.</p>\n\
+         <p>You can withdraw this permission at any time on {app}.</p>\n\
+         {privacy}\n\
+         <form method=\"post\" action=\"{action}\" aria-labelledby=\"title\">\n\
+         <input type=\"hidden\" name=\"request\" value=\"{request}\">\n\
+         <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\n\
+         <div class=\"actions\">\n\
+         <button type=\"submit\" name=\"decision\" value=\"approve\" class=\"approve\" \
+         aria-describedby=\"grant\">Approve</button>\n\
+         <button type=\"submit\" name=\"decision\" value=\"deny\" class=\"deny\">Deny</button>\n\
+         </div>\n\
+         </form>",
+        member = escape(&consent.member_display_name),
+        action = escape(&state.public_link("/consent", &[])),
+        request = escape(&consent.request),
+        csrf = escape(&consent.csrf_token),
+    )
+}
+
+/// The page for a request that cannot be shown or decided, with the status its error
+/// calls for. `request`, when known, is offered again as a link (a stale form's fix).
+fn refusal(state: &AppState, error: &Error, request: &str) -> Response {
+    let (status, title, explanation) = match error.code {
+        ErrorCode::NotFound => (
+            StatusCode::NOT_FOUND,
+            "This consent link is not valid",
+            "Check that you opened the whole link, or go back to the site and ask again.",
+        ),
+        ErrorCode::ConsentExpired => (
+            StatusCode::GONE,
+            "This consent link has expired",
+            "Consent links work for a few minutes only. Go back to the site and ask again.",
+        ),
+        ErrorCode::FailedPrecondition => (
+            StatusCode::CONFLICT,
+            "This request was already answered",
+            "Nothing changed. Go back to the site: it shows whether it holds your permission.",
+        ),
+        ErrorCode::PermissionDenied => (
+            StatusCode::FORBIDDEN,
+            "This form could not be checked",
+            "Nothing was decided. Open the consent page again and choose once more.",
+        ),
+        ErrorCode::InvalidArgument | ErrorCode::PayloadTooLarge => {
+            return unreadable_form(state);
+        }
+        ErrorCode::Unavailable => {
+            tracing::warn!(error = %error.message, "the consent page cannot reach identity");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The consent page is unavailable",
+                "Nothing was decided. Try again in a moment.",
+            )
+        }
+        _ => {
+            tracing::error!(code = %error.code, error = %error.message, "the consent page failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Something went wrong",
+                "Nothing was decided. Try again in a moment.",
+            )
+        }
+    };
+    let retry = if status == StatusCode::FORBIDDEN {
+        request
+    } else {
+        ""
+    };
+    page_error(state, status, title, explanation, retry)
+}
+
+/// The page for a POST that is not the consent form.
+fn unreadable_form(state: &AppState) -> Response {
+    page_error(
+        state,
+        StatusCode::BAD_REQUEST,
+        "This is not the consent form",
+        "Nothing was decided. Open the consent page from the site and press Approve or Deny.",
+        "",
+    )
+}
+
+/// An error page; with a link back to the consent page of `request` when it is not empty.
+fn page_error(
+    state: &AppState,
+    status: StatusCode,
+    title: &str,
+    explanation: &str,
+    request: &str,
+) -> Response {
+    let again = if request.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "\n<p><a href=\"{}\">Open the consent page again</a></p>",
+            escape(&state.public_link("/consent", &[("request", request)]))
+        )
+    };
+    let main = format!(
+        "<h1>{}</h1>\n<p>{}</p>{again}",
+        escape(title),
+        escape(explanation)
+    );
+    let csp = format!("{BASE_CSP}; img-src 'self'; form-action 'none'");
+    html(status, &csp, "no-referrer", document(state, title, &main))
+}
+
+/// A whole HTML document around `main`.
+fn document(state: &AppState, title: &str, main: &str) -> String {
+    format!(
+        "<!doctype html>\n\
+         <html lang=\"en\">\n\
+         <head>\n\
+         <meta charset=\"utf-8\">\n\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+         <meta name=\"color-scheme\" content=\"light dark\">\n\
+         <title>{title} · Palaver</title>\n\
+         <link rel=\"stylesheet\" href=\"{stylesheet}\">\n\
+         <link rel=\"icon\" href=\"{icon}\">\n\
+         </head>\n\
+         <body>\n\
+         <main class=\"card\">\n\
+         {main}\n\
+         </main>\n\
+         </body>\n\
+         </html>\n",
+        title = escape(title),
+        stylesheet = escape(&state.public_link("/pages.css", &[])),
+        icon = escape(&state.public_link("/console/icon.svg", &[])),
+    )
+}
+
+/// An HTML answer with the headers every consent page carries.
+fn html(status: StatusCode, csp: &str, referrer_policy: &'static str, body: String) -> Response {
+    let mut response = (
+        status,
+        [
+            (
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            ),
+            (CACHE_CONTROL, HeaderValue::from_static("no-store")),
+            (X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
+            (REFERRER_POLICY, HeaderValue::from_static(referrer_policy)),
+        ],
+        body,
+    )
+        .into_response();
+    if let Ok(csp) = HeaderValue::from_str(csp) {
+        response.headers_mut().insert(CONTENT_SECURITY_POLICY, csp);
+    }
+    response
+}
+
+/// `text` safe to put in HTML text and in quoted attribute values.
+fn escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => escaped.push_str("&amp;"),
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            '"' => escaped.push_str("&quot;"),
+            '\'' => escaped.push_str("&#39;"),
+            c => escaped.push(c),
+        }
+    }
+    escaped
+}
+
+/// The CSRF cookie of one consent request: each request has its own, so a member with
+/// two consent pages open can answer both.
+fn cookie_name(request: &str) -> String {
+    let digest = Sha256::digest(request.as_bytes());
+    let id: String = digest
+        .iter()
+        .take(8)
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
+    format!("palaver_consent_{id}")
+}
+
+/// The value of the cookie `name` the browser sent.
+fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value)
+}
+
+/// The path of the consent page under the public URL (the cookie's scope).
+fn consent_path(state: &AppState) -> String {
+    url::Url::parse(&state.public_link("/consent", &[]))
+        .map_or_else(|_| "/consent".to_owned(), |url| url.path().to_owned())
+}
+
+/// `; Secure` when the gateway is served over https.
+fn secure_attribute(state: &AppState) -> &'static str {
+    if state.public_origin().starts_with("https://") {
+        "; Secure"
+    } else {
+        ""
+    }
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs() as i64)
+}
+
+/// The date of an RFC 3339 time, as `2027-11-24` and as `24 November 2027` (UTC).
+fn long_date(rfc3339: &str) -> Option<(&str, String)> {
+    const MONTHS: [&str; 12] = [
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+    ];
+    let date = rfc3339.get(..10)?;
+    let mut parts = date.split('-');
+    let (year, month, day) = (parts.next()?, parts.next()?, parts.next()?);
+    let month = MONTHS.get(month.parse::<usize>().ok()?.checked_sub(1)?)?;
+    let day = day.parse::<u8>().ok()?;
+    Some((date, format!("{day} {month} {year}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaping_covers_text_and_attributes() {
+        assert_eq!(
+            escape(r#"<script>alert("x") & 'y'</script>"#),
+            "&lt;script&gt;alert(&quot;x&quot;) &amp; &#39;y&#39;&lt;/script&gt;"
+        );
+    }
+
+    #[test]
+    fn dates_read_in_words() {
+        assert_eq!(
+            long_date("2027-11-04T12:00:00Z"),
+            Some(("2027-11-04", "4 November 2027".to_owned()))
+        );
+        assert_eq!(long_date("2027-13-04T12:00:00Z"), None);
+        assert_eq!(long_date("soon"), None);
+    }
+
+    #[test]
+    fn the_cookie_of_a_request_is_found_among_others() {
+        let mut headers = HeaderMap::new();
+        let name = cookie_name("cr_abc");
+        headers.insert(
+            COOKIE,
+            HeaderValue::from_str(&format!("other=1; {name}=token; last=2")).unwrap(),
+        );
+        assert_eq!(cookie_value(&headers, &name), Some("token"));
+        assert_eq!(cookie_value(&headers, &cookie_name("cr_other")), None);
+    }
+}
