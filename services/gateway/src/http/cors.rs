@@ -1,8 +1,9 @@
 //! Which web pages may call which routes.
 //!
 //! Browser-facing routes (visitor sessions; presence and the widget next) answer only
-//! the origins of the app a request names, in its body or through a chat endpoint. The
-//! handler checks the `Origin` against that app's origins with [`check_origin`] and marks
+//! the origins of the app a request names, in its body or through a chat endpoint, and
+//! the gateway's own (the widget's frame page, `/widget/frame`, which only the app's
+//! origins may frame). The handler checks the `Origin` with [`check_origin`] and marks
 //! its answer, success or error, readable by that origin with [`allow`]. A preflight
 //! carries no body, so it cannot name the app: [`browser`] answers it for any http(s)
 //! origin with the methods and headers these routes take, and no credentials. The request
@@ -39,15 +40,22 @@ pub fn request_origin(headers: &HeaderMap) -> Option<&str> {
     headers.get(ORIGIN).and_then(|v| v.to_str().ok())
 }
 
-/// The request's origin in canonical form when it is one of `allowed`; otherwise 403
-/// `origin_not_allowed` (also when the request has no `Origin`).
-pub fn check_origin(origin: Option<&str>, allowed: &[String]) -> Result<String, ApiError> {
+/// The request's origin in canonical form when it is one of `allowed` or the gateway's
+/// own (`own`: the widget's frame page, which only the app's origins may frame);
+/// otherwise 403 `origin_not_allowed` (also when the request has no `Origin`).
+pub fn check_origin(
+    own: &str,
+    origin: Option<&str>,
+    allowed: &[String],
+) -> Result<String, ApiError> {
     let refused = |why: &str| -> ApiError { Error::new(ErrorCode::OriginNotAllowed, why).into() };
     let origin = origin.ok_or_else(|| {
         refused("this API is for the app's web pages, and the request has no Origin")
     })?;
     match origins::canonical(origin) {
-        Some(canonical) if origins::is_allowed(&canonical, allowed) => Ok(canonical),
+        Some(canonical) if canonical == own || origins::is_allowed(&canonical, allowed) => {
+            Ok(canonical)
+        }
         _ => Err(refused(&format!(
             "the origin {origin} is not one of the app's origins"
         ))),

@@ -309,7 +309,11 @@ async fn leave_offline_message(
         app_id: resolved.app_id.clone(),
     }))
     .await?;
-    let origin = check_origin(request_origin(&headers), &app.origins)?;
+    let origin = check_origin(
+        state.public_origin(),
+        request_origin(&headers),
+        &app.origins,
+    )?;
     let answer = async {
         let claims = state.verifier().verify(&new.session_token).await?;
         if claims.kind != TokenKind::Visitor || claims.app != app.app_id {

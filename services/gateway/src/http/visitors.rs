@@ -93,7 +93,11 @@ async fn create_visitor_session(
         app_id: new.app_id.clone(),
     }))
     .await?;
-    let origin = check_origin(request_origin(&headers), &app.origins)?;
+    let origin = check_origin(
+        state.public_origin(),
+        request_origin(&headers),
+        &app.origins,
+    )?;
     let answer = async {
         let who = match (new.display_name, new.assertion) {
             (Some(name), None) => Who::DisplayName(name),

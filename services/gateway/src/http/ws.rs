@@ -2,15 +2,20 @@
 //! "WebSocket protocol").
 //!
 //! A connection is two tasks: the session (reads client frames, calls the services,
-//! turns bus events into frames) and the writer (sends frames, in order). Bus events
+//! turns bus events into frames) and the writer (sends frames, in order). An idle
+//! connection costs little memory: small socket buffers, and the work a frame or an event
+//! starts is allocated only while it runs. Bus events
 //! reach the session through the process-wide [`fanout::Fanout`] and a bounded queue;
 //! when the queue is full the writer sends `error{code:"slow_consumer"}` and closes,
 //! and the client catches up with `resume`. Each socket delivers a message once (by
 //! sequence number per conversation), whether it came live or from `resume`.
 //!
 //! The first frame is `hello` with a visitor session token or an operator access token,
-//! verified locally. A visitor's socket must come from one of its app's origins; a
-//! socket without `Origin` is for operators only. An operator's socket is one presence
+//! verified locally, or, for a page that only shows presence (the widget before anyone
+//! chats), with the app's id and no token: a watcher, which may only `presence.watch`.
+//! A visitor's or a watcher's socket must come from one of its app's origins or the
+//! gateway's own (the widget's frame page); a socket without `Origin` is for operators
+//! only. An operator's socket is one presence
 //! device of the member ([`devices`]): `online` at hello, `presence.set` changes it, and
 //! it disconnects when the socket closes.
 //!
@@ -53,6 +58,7 @@ use crate::domain::limits::Limits;
 use crate::domain::origins;
 use crate::domain::status::{Status, StatusText};
 use crate::http::admin::overrides;
+use crate::http::conversations::sender_name;
 use crate::http::cors::request_origin;
 use crate::http::error::ApiError;
 use crate::http::model::timestamp;
@@ -65,8 +71,9 @@ use frames::{ClientFrame, ServerFrame, VisitorFrame, You};
 /// The largest frame or message a client may send: a message's 4,000 characters and
 /// their JSON with room to spare.
 const MAX_MESSAGE_BYTES: usize = 32 * 1024;
-/// Small socket buffers: many idle sockets per process.
-const READ_BUFFER_BYTES: usize = 8 * 1024;
+/// Small socket buffers: many idle sockets per process. The read buffer is allocated
+/// up front and kept for the socket's life; a larger frame grows it as it arrives.
+const READ_BUFFER_BYTES: usize = 1024;
 const WRITE_BUFFER_BYTES: usize = 8 * 1024;
 const MAX_WRITE_BUFFER_BYTES: usize = 64 * 1024;
 /// Frames the session may have waiting for the writer.
@@ -90,7 +97,17 @@ pub fn routes() -> OpenApiRouter<AppState> {
 
 /// The WebSocket (JSON text frames; see DESIGN.md, "WebSocket protocol"). The first
 /// frame is `{"type":"hello","token":…}` with a visitor session token or an operator
-/// access token.
+/// access token. Additions to DESIGN.md's protocol:
+///
+/// - **Watch-only hello** `{"type":"hello","app_id":…}` without a token, from a page of
+///   one of the app's origins (or the gateway's own widget frame): the welcome's `you`
+///   is `{"kind":"watcher","app_id":…,"verified":false}`, and the socket may send only
+///   `presence.watch` (endpoints of that app) and `ping`; any other frame is answered
+///   with `error{code:"unauthenticated"}`. A widget shows live presence this way and
+///   starts a visitor session only when someone chats. Without an allowed `Origin`,
+///   the hello is refused with `origin_not_allowed`; an unknown app with `not_found`.
+/// - **`lang`** on either hello (`en`, `de`, `fr`, `es`, `ru`; others read English):
+///   the language of `status_text` in this socket's `presence` frames.
 #[utoipa::path(
     get,
     path = "/v1/ws",
@@ -136,9 +153,12 @@ async fn serve(state: AppState, socket: WebSocket, origin: Option<String>) {
     let (outbox, events, slow) = Outbox::new(state.ws_send_queue());
     let (out, frames) = mpsc::channel(WRITER_QUEUE);
     let writer = tokio::spawn(write(sink, frames, slow));
-    if let Some(mut session) = hello(&state, &mut stream, &out, origin, outbox).await {
+    // What a socket does now and then (hello, a frame, an event, closing) is boxed while
+    // it runs, so the future an idle socket keeps is only its waiting state.
+    let greeted = Box::pin(hello(&state, &mut stream, &out, origin, outbox)).await;
+    if let Some(mut session) = greeted {
         session.run(&mut stream, events).await;
-        session.close().await;
+        Box::pin(session.close()).await;
     }
     drop(out);
     let _ = writer.await;
@@ -186,6 +206,87 @@ async fn send(out: &mpsc::Sender<Message>, frame: &ServerFrame) -> Result<(), Cl
         .map_err(|_| Closed)
 }
 
+/// What a socket is, by its hello.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SocketKind {
+    Visitor,
+    Operator,
+    /// A page watching presence, without a token.
+    Watcher,
+}
+
+impl SocketKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            SocketKind::Visitor => "visitor",
+            SocketKind::Operator => "operator",
+            SocketKind::Watcher => "watcher",
+        }
+    }
+}
+
+/// Who said hello.
+struct Party {
+    kind: SocketKind,
+    app: String,
+    /// The token's claims; a watcher has none.
+    claims: Option<Claims>,
+    /// The language of presence frames' `status_text`.
+    lang: String,
+}
+
+/// Reads the first frame: who says hello, or why the socket is refused (`None`: it
+/// closed without a word).
+async fn read_hello(
+    state: &AppState,
+    stream: &mut futures::stream::SplitStream<WebSocket>,
+) -> Option<Result<Party, Error>> {
+    let first = match tokio::time::timeout(HELLO_TIMEOUT, next_text(stream)).await {
+        Ok(Some(Ok(text))) => text,
+        Ok(Some(Err(error))) => return Some(Err(error)),
+        Ok(None) => return None,
+        Err(_) => {
+            return Some(Err(Error::new(
+                ErrorCode::Unauthenticated,
+                "no hello in time",
+            )));
+        }
+    };
+    let Ok(ClientFrame::Hello {
+        token,
+        app_id,
+        lang,
+    }) = serde_json::from_str::<ClientFrame>(&first)
+    else {
+        return Some(Err(Error::invalid(
+            "type",
+            "the first frame must be {\"type\":\"hello\",\"token\":…}, or {\"type\":\"hello\",\"app_id\":…} to only watch presence",
+        )));
+    };
+    let lang = lang.unwrap_or_default();
+    Some(match (token, app_id) {
+        (Some(token), None) => state.verifier().verify(&token).await.map(|claims| Party {
+            kind: match claims.kind {
+                TokenKind::Visitor => SocketKind::Visitor,
+                TokenKind::Operator => SocketKind::Operator,
+            },
+            app: claims.app.clone(),
+            claims: Some(claims),
+            lang,
+        }),
+        (None, Some(app)) => Ok(Party {
+            kind: SocketKind::Watcher,
+            app,
+            claims: None,
+            lang,
+        }),
+        _ => Err(Error::invalid(
+            "hello",
+            "give either a token, or an app_id to only watch presence",
+        )),
+    })
+}
+
 /// Waits for `hello`, checks the token and the origin; the session, or `None` when the
 /// socket is refused (it was told why).
 async fn hello(
@@ -198,38 +299,15 @@ async fn hello(
     let refuse = |error: Error| async move {
         let _ = send(out, &error_frame(&error, None)).await;
     };
-    let first = tokio::time::timeout(HELLO_TIMEOUT, next_text(stream)).await;
-    let token = match first {
-        Ok(Some(Ok(text))) => match serde_json::from_str::<ClientFrame>(&text) {
-            Ok(ClientFrame::Hello { token }) => token,
-            _ => {
-                refuse(Error::invalid(
-                    "type",
-                    "the first frame must be {\"type\":\"hello\",\"token\":…}",
-                ))
-                .await;
-                return None;
-            }
-        },
-        Ok(Some(Err(error))) => {
-            refuse(error).await;
-            return None;
-        }
-        Ok(None) => return None,
-        Err(_) => {
-            refuse(Error::new(ErrorCode::Unauthenticated, "no hello in time")).await;
-            return None;
-        }
-    };
-    let claims = match state.verifier().verify(&token).await {
-        Ok(claims) => claims,
+    let party = match read_hello(state, stream).await? {
+        Ok(party) => party,
         Err(error) => {
             refuse(error).await;
             return None;
         }
     };
     let app = match call(state.identity().get_app(idpb::GetAppRequest {
-        app_id: claims.app.clone(),
+        app_id: party.app.clone(),
     }))
     .await
     {
@@ -239,12 +317,12 @@ async fn hello(
             return None;
         }
     };
-    if let Err(error) = check_origin(state, &claims, origin.as_deref(), &app.origins) {
+    if let Err(error) = check_origin(state, party.kind, origin.as_deref(), &app.origins) {
         refuse(error).await;
         return None;
     }
     let limits = state.limits_for(&overrides(app.limits));
-    let mut session = Session::new(state.clone(), claims, limits, out.clone(), outbox);
+    let mut session = Session::new(state.clone(), party, limits, out.clone(), outbox);
     match session.start().await {
         Ok(()) => Some(session),
         Err(error) => {
@@ -255,24 +333,19 @@ async fn hello(
     }
 }
 
-/// A visitor's socket comes from one of the app's origins; an operator's from none (a
-/// native client), the gateway's own (the console) or one of the app's.
+/// A visitor's or a watcher's socket comes from one of the app's origins or the
+/// gateway's own (the widget's frame page); an operator's from none (a native client),
+/// the gateway's own (the console) or one of the app's.
 fn check_origin(
     state: &AppState,
-    claims: &Claims,
+    kind: SocketKind,
     origin: Option<&str>,
     allowed: &[String],
 ) -> Result<(), Error> {
-    let canonical = origin.and_then(origins::canonical);
-    let ok = match (claims.kind, origin) {
-        (TokenKind::Operator, None) => true,
-        (TokenKind::Operator, Some(_)) => canonical
-            .as_deref()
-            .is_some_and(|o| o == state.public_origin() || origins::is_allowed(o, allowed)),
-        (TokenKind::Visitor, None) => false,
-        (TokenKind::Visitor, Some(_)) => canonical
-            .as_deref()
-            .is_some_and(|o| origins::is_allowed(o, allowed)),
+    let ok = match origin {
+        None => kind == SocketKind::Operator,
+        Some(origin) => origins::canonical(origin)
+            .is_some_and(|o| o == state.public_origin() || origins::is_allowed(&o, allowed)),
     };
     if ok {
         Ok(())
@@ -280,9 +353,10 @@ fn check_origin(
         Err(Error::new(
             ErrorCode::OriginNotAllowed,
             match origin {
-                None => {
-                    "a visitor's WebSocket must come from one of the app's web pages".to_owned()
-                }
+                None => format!(
+                    "a {}'s WebSocket must come from one of the app's web pages",
+                    kind.as_str()
+                ),
                 Some(origin) => format!("the origin {origin} is not one of the app's origins"),
             },
         ))
@@ -309,19 +383,18 @@ fn error_frame(error: &Error, reference: Option<String>) -> ServerFrame {
     ServerFrame::error(error.code.as_str(), error.message.clone(), reference)
 }
 
-fn sender_name(sender: conv::Sender) -> &'static str {
-    match sender {
-        conv::Sender::Member => "member",
-        conv::Sender::Visitor | conv::Sender::Unspecified => "visitor",
-    }
-}
-
-/// One authenticated socket.
+/// One socket that said hello.
 struct Session {
     state: AppState,
     id: SocketId,
-    claims: Claims,
+    app: String,
+    kind: SocketKind,
+    /// The token's claims; a watcher has none, and may only watch presence.
+    claims: Option<Claims>,
+    /// How the conversation service knows the caller (a watcher never calls it).
     caller: conv::Caller,
+    /// The language of presence frames' `status_text`.
+    lang: String,
     limits: Limits,
     out: mpsc::Sender<Message>,
     outbox: Outbox,
@@ -342,25 +415,32 @@ struct Session {
 impl Session {
     fn new(
         state: AppState,
-        claims: Claims,
+        party: Party,
         limits: Limits,
         out: mpsc::Sender<Message>,
         outbox: Outbox,
     ) -> Self {
-        let caller = match claims.kind {
-            TokenKind::Visitor => visitor_caller(&claims),
-            TokenKind::Operator => conv::Caller {
+        let caller = match (&party.claims, party.kind) {
+            (Some(claims), SocketKind::Visitor) => visitor_caller(claims),
+            (Some(claims), _) => conv::Caller {
                 app_id: claims.app.clone(),
                 who: Some(conv::caller::Who::MemberId(claims.sub.clone())),
                 display_name: claims.name.clone(),
+                ..conv::Caller::default()
+            },
+            (None, _) => conv::Caller {
+                app_id: party.app.clone(),
                 ..conv::Caller::default()
             },
         };
         Session {
             id: state.next_socket_id(),
             state,
-            claims,
+            app: party.app,
+            kind: party.kind,
+            claims: party.claims,
             caller,
+            lang: party.lang,
             limits,
             out,
             outbox,
@@ -374,31 +454,36 @@ impl Session {
     }
 
     fn is_operator(&self) -> bool {
-        self.claims.kind == TokenKind::Operator
+        self.kind == SocketKind::Operator
+    }
+
+    /// The member or visitor id of the token (a watcher's is empty).
+    fn subject(&self) -> &str {
+        self.claims
+            .as_ref()
+            .map_or("", |claims| claims.sub.as_str())
     }
 
     /// An operator comes online as a new device and hears of new chats; then welcome.
     async fn start(&mut self) -> Result<(), Error> {
         if self.is_operator() {
-            let inbox = format!("{}.member.{}.inbox", self.claims.app, self.claims.sub);
+            let member = self.subject().to_owned();
+            let inbox = format!("{}.member.{member}.inbox", self.app);
             self.watch(inbox).await?;
             let device = presence::Device {
-                app_id: self.claims.app.clone(),
-                member_id: self.claims.sub.clone(),
+                app_id: self.app.clone(),
+                member_id: member,
                 device_id: format!("ws-{:016x}-{}", self.state.process_token(), self.id),
             };
             self.device = Some(device.clone());
             self.set_status(Status::Online).await?;
         }
         let you = You {
-            kind: match self.claims.kind {
-                TokenKind::Visitor => "visitor",
-                TokenKind::Operator => "operator",
-            },
-            id: self.claims.sub.clone(),
-            app_id: self.claims.app.clone(),
-            display_name: self.claims.name.clone(),
-            verified: self.claims.verified,
+            kind: self.kind.as_str(),
+            app_id: self.app.clone(),
+            id: self.claims.as_ref().map(|claims| claims.sub.clone()),
+            display_name: self.claims.as_ref().map(|claims| claims.name.clone()),
+            verified: self.claims.as_ref().is_some_and(|claims| claims.verified),
         };
         send(&self.out, &ServerFrame::Welcome { you })
             .await
@@ -433,7 +518,7 @@ impl Session {
         loop {
             let step = tokio::select! {
                 frame = stream.next() => match frame {
-                    Some(Ok(Message::Text(text))) => self.on_text(text.as_str()).await,
+                    Some(Ok(Message::Text(text))) => Box::pin(self.on_text(text.as_str())).await,
                     Some(Ok(Message::Binary(_))) => {
                         let error = Error::invalid("frame", "frames are JSON text");
                         send(&self.out, &error_frame(&error, None)).await
@@ -446,8 +531,8 @@ impl Session {
                     Some(Ok(Message::Close(_)) | Err(_)) | None => Err(Closed),
                 },
                 Some(event) = events.recv() => {
-                    let span = deliver_span(&event, self.claims.kind);
-                    self.on_event(&event).instrument(span).await
+                    let span = deliver_span(&event, self.kind);
+                    Box::pin(self.on_event(&event).instrument(span)).await
                 }
                 _ = ping.tick() => self.ping().await,
                 () = self.out.closed() => Err(Closed),
@@ -506,6 +591,16 @@ impl Session {
     /// Carries out one client frame: `Err` when the connection is gone, `Ok(Err)` for
     /// an error the client is told of.
     async fn on_frame(&mut self, frame: ClientFrame) -> Result<Result<(), Error>, Closed> {
+        let watches = matches!(frame, ClientFrame::Ping | ClientFrame::PresenceWatch { .. });
+        if self.kind == SocketKind::Watcher && !watches {
+            return Ok(Err(Error::new(
+                ErrorCode::Unauthenticated,
+                format!(
+                    "{} needs a visitor session: say hello with a token",
+                    frame.kind()
+                ),
+            )));
+        }
         match frame {
             ClientFrame::Hello { .. } => Ok(Err(Error::invalid("type", "hello was already said"))),
             ClientFrame::Ping => send(&self.out, &ServerFrame::Pong).await.map(Ok),
@@ -591,7 +686,7 @@ impl Session {
         };
         let open: Vec<idpb::ChatEndpoint> = resolved
             .into_iter()
-            .filter(|e| e.open && e.app_id == self.claims.app)
+            .filter(|e| e.open && e.app_id == self.app)
             .collect();
         for endpoint in &endpoints {
             if !open.iter().any(|e| &e.endpoint == endpoint) {
@@ -606,14 +701,14 @@ impl Session {
             return Ok(Ok(()));
         }
         for endpoint in &open {
-            let subject = format!("{}.presence.{}", self.claims.app, endpoint.member_id);
+            let subject = format!("{}.presence.{}", self.app, endpoint.member_id);
             if let Err(error) = self.watch(subject).await {
                 return Ok(Err(error));
             }
         }
         let current = call(
             self.state.presence().batch_get(presence::BatchGetRequest {
-                app_id: self.claims.app.clone(),
+                app_id: self.app.clone(),
                 targets: open
                     .iter()
                     .map(|e| presence::Target {
@@ -649,7 +744,7 @@ impl Session {
             &ServerFrame::Presence {
                 endpoint: member.endpoint,
                 status: status.as_str(),
-                status_text: status.text("en"),
+                status_text: status.text(&self.lang),
                 accepts_chats: status.accepts_chats(),
             },
         )
@@ -704,8 +799,7 @@ impl Session {
             return Ok(());
         }
         for kind in ["msg", "state", "typing"] {
-            self.watch(format!("{}.conv.{id}.{kind}", self.claims.app))
-                .await?;
+            self.watch(format!("{}.conv.{id}.{kind}", self.app)).await?;
         }
         self.conversations.insert(id.to_owned());
         Ok(())
@@ -734,7 +828,7 @@ impl Session {
         client_id: String,
         text: String,
     ) -> Result<Result<(), Error>, Closed> {
-        let key = (self.claims.app.clone(), self.claims.sub.clone());
+        let key = (self.app.clone(), self.subject().to_owned());
         if let Err(limited) = self
             .state
             .ws_messages()
@@ -796,7 +890,7 @@ impl Session {
             )),
             ..events::ConversationStateEvent::default()
         };
-        let subject = format!("{}.conv.{conversation}.typing", self.claims.app);
+        let subject = format!("{}.conv.{conversation}.typing", self.app);
         self.state
             .fanout()
             .bus()
@@ -957,17 +1051,14 @@ impl Session {
 
 /// The span in which a bus event becomes frames for a socket of `receiver`: a child of
 /// the span that published the event, when it carries one.
-fn deliver_span(event: &Event, receiver: TokenKind) -> tracing::Span {
+fn deliver_span(event: &Event, receiver: SocketKind) -> tracing::Span {
     let span = tracing::info_span!(
         "ws.deliver",
         otel.name = format!("deliver {}", event.subject),
         otel.kind = "consumer",
         messaging.system = "nats",
         messaging.destination.name = %event.subject,
-        ws.receiver = match receiver {
-            TokenKind::Visitor => "visitor",
-            TokenKind::Operator => "operator",
-        },
+        ws.receiver = receiver.as_str(),
     );
     let parent = event.parent_context();
     if parent.span().span_context().is_valid() {

@@ -1,6 +1,6 @@
 //! The WebSocket: visitors and operators chatting (messages, acks, typing, read),
 //! resume without loss or doubles, two gateways sharing the load, presence on a
-//! watching socket, origin rules, bad frames, the per-session message limit and slow
+//! watching socket and on a watch-only (token-less) socket, origin rules, bad frames, the per-session message limit and slow
 //! consumers.
 
 use std::time::Duration;
@@ -271,6 +271,120 @@ async fn a_watching_socket_sees_presence_change() {
     watcher
         .until("presence", |f| f["status"] == "offline")
         .await;
+}
+
+#[tokio::test]
+async fn a_page_watches_presence_without_a_session_and_can_do_nothing_else() {
+    let t = spawn().await;
+    let (app, endpoint, member) = t.open_chat(json!({})).await;
+    let (other_app, other_endpoint, _) = t.open_chat(json!({})).await;
+    let sessions = t.count("visitor_sessions").await;
+
+    let mut watcher = t.ws(Some(SITE)).await;
+    watcher
+        .send(json!({"type": "hello", "app_id": app.app_id, "lang": "de"}))
+        .await;
+    let welcome = watcher.frame().await;
+    assert_eq!(
+        welcome,
+        json!({"type": "welcome", "you": {"kind": "watcher", "app_id": app.app_id, "verified": false}})
+    );
+    watcher
+        .send(json!({"type": "presence.watch", "endpoints": [endpoint, other_endpoint]}))
+        .await;
+    let foreign = watcher.until("error", |_| true).await;
+    assert_eq!(
+        (&foreign["code"], &foreign["ref"]),
+        (&json!("not_found"), &json!(other_endpoint)),
+        "only the app's own endpoints"
+    );
+    let first = watcher.until("presence", |_| true).await;
+    assert_eq!(
+        first,
+        json!({"type": "presence", "endpoint": endpoint, "status": "offline", "status_text": "Offline", "accepts_chats": false})
+    );
+
+    let mut operator = t.ws(None).await;
+    operator.hello(&t.operator_token(&app, "owner").await).await;
+    watcher.until("presence", |f| f["status"] == "online").await;
+    operator
+        .send(json!({"type": "presence.set", "status": "busy"}))
+        .await;
+    let busy = watcher.until("presence", |f| f["status"] == "busy").await;
+    assert_eq!(
+        (&busy["status_text"], &busy["accepts_chats"]),
+        (&json!("Beschäftigt"), &json!(true)),
+        "status text in the hello's language"
+    );
+
+    for frame in [
+        json!({"type": "conversation.open", "endpoint": endpoint}),
+        json!({"type": "message.send", "conversation": "c1", "client_id": "w1", "text": "hi"}),
+        json!({"type": "typing", "conversation": "c1"}),
+        json!({"type": "read", "conversation": "c1", "seq": 1}),
+        json!({"type": "resume", "conversation": "c1", "after_seq": 0}),
+        json!({"type": "presence.set", "status": "online"}),
+        json!({"type": "hello", "app_id": app.app_id}),
+    ] {
+        watcher.send(frame.clone()).await;
+        let refused = watcher.until("error", |_| true).await;
+        assert_eq!(refused["code"], "unauthenticated", "{frame} → {refused}");
+    }
+    assert_eq!(watcher.drain().await, Vec::<Value>::new());
+    let conversations = t
+        .conversation()
+        .list_conversations(conv::ListConversationsRequest {
+            app_id: app.app_id.clone(),
+            member_id: member,
+            ..conv::ListConversationsRequest::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(conversations.conversations.is_empty());
+    assert_eq!(t.count("visitor_sessions").await, sessions);
+
+    // The widget's frame page is served by the gateway itself: it watches, and its
+    // visitors chat, from the gateway's own origin.
+    let mut framed = t.ws(Some(&t.base)).await;
+    framed
+        .send(json!({"type": "hello", "app_id": other_app.app_id}))
+        .await;
+    assert_eq!(framed.frame().await["you"]["kind"], "watcher");
+    let session = t
+        .visitor_session(
+            Some(&t.base),
+            json!({"app_id": app.app_id, "endpoint": endpoint, "display_name": "Framed"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    let session = json_of(session, StatusCode::CREATED).await;
+    let mut framed_visitor = t.ws(Some(&t.base)).await;
+    let welcome = framed_visitor
+        .hello(session["session_token"].as_str().unwrap())
+        .await;
+    assert_eq!(welcome["you"]["kind"], "visitor");
+
+    let mut elsewhere = t.ws(Some("https://evil.example")).await;
+    elsewhere
+        .send(json!({"type": "hello", "app_id": app.app_id}))
+        .await;
+    elsewhere.refused("origin_not_allowed").await;
+    let mut no_origin = t.ws(None).await;
+    no_origin
+        .send(json!({"type": "hello", "app_id": app.app_id}))
+        .await;
+    no_origin.refused("origin_not_allowed").await;
+    let mut unknown = t.ws(Some(SITE)).await;
+    unknown
+        .send(json!({"type": "hello", "app_id": "app_unknown"}))
+        .await;
+    unknown.refused("not_found").await;
+    let mut both = t.ws(Some(SITE)).await;
+    both.send(json!({"type": "hello", "app_id": app.app_id, "token": "x"}))
+        .await;
+    both.refused("invalid_argument").await;
 }
 
 #[tokio::test]

@@ -7,8 +7,15 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Deserialize, PartialEq, Eq)]
 #[serde(tag = "type", deny_unknown_fields)]
 pub enum ClientFrame {
+    /// With `token` (a visitor session or operator access token), or, to only watch
+    /// presence, with `app_id` and no token. `lang` picks the language of presence
+    /// frames' `status_text`.
     #[serde(rename = "hello")]
-    Hello { token: String },
+    Hello {
+        token: Option<String>,
+        app_id: Option<String>,
+        lang: Option<String>,
+    },
     #[serde(rename = "presence.watch")]
     PresenceWatch { endpoints: Vec<String> },
     #[serde(rename = "presence.set")]
@@ -54,12 +61,15 @@ impl ClientFrame {
 /// Who the socket belongs to, as `welcome` tells it.
 #[derive(Debug, Serialize)]
 pub struct You {
-    /// `visitor` or `operator`.
+    /// `visitor`, `operator` or `watcher` (a page watching presence, without a token).
     pub kind: &'static str,
-    /// The visitor id or the member id.
-    pub id: String,
     pub app_id: String,
-    pub display_name: String,
+    /// The visitor id or the member id; a watcher has none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// A watcher has none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
     pub verified: bool,
 }
 
@@ -170,8 +180,18 @@ mod tests {
             serde_json::from_str::<ClientFrame>(r#"{"type":"ping"}"#).unwrap(),
             ClientFrame::Ping
         );
+        assert_eq!(
+            serde_json::from_str::<ClientFrame>(r#"{"type":"hello","app_id":"a1","lang":"de"}"#)
+                .unwrap(),
+            ClientFrame::Hello {
+                token: None,
+                app_id: Some("a1".into()),
+                lang: Some("de".into())
+            }
+        );
         for bad in [
             r#"{"type":"nope"}"#,
+            r#"{"type":"hello","token":"t","origin":"x"}"#,
             r#"{"type":"read","conversation":"c1"}"#,
             r#"{"type":"read","conversation":"c1","seq":-1}"#,
             "not json",
