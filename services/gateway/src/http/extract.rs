@@ -5,6 +5,7 @@
 //! here in constant time), an app's API secret and a member's permission token (both
 //! checked by identity on every request, so a rotation or a revocation takes effect at
 //! once), and an operator access token (a JWT verified locally against identity's keys).
+//! The member's own conversations take either of the member's two ([`SignedInMember`]).
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -15,6 +16,7 @@ use http::request::Parts;
 use http::{HeaderMap, StatusCode};
 use palaver_kit::tokens::{Claims, TokenKind};
 use palaver_kit::{Error, ErrorCode};
+use palaver_proto::conversation::v1 as conv;
 use palaver_proto::identity::v1 as pb;
 use serde::de::DeserializeOwned;
 
@@ -216,6 +218,58 @@ impl FromRequestParts<AppState> for Operator {
             .into());
         }
         Ok(Operator(claims))
+    }
+}
+
+/// A member by either of their credentials: a permission token (`pt_…`, the member
+/// API) or an operator access token (the console, the CLI). A visitor's access token
+/// is refused.
+pub struct SignedInMember {
+    pub app_id: String,
+    pub member_id: String,
+    pub display_name: String,
+}
+
+/// How permission tokens begin, which tells them from access tokens (JWTs).
+const PERMISSION_TOKEN_PREFIX: &str = "pt_";
+
+impl SignedInMember {
+    /// The member as the conversation service knows a caller.
+    pub fn caller(&self) -> conv::Caller {
+        conv::Caller {
+            app_id: self.app_id.clone(),
+            who: Some(conv::caller::Who::MemberId(self.member_id.clone())),
+            display_name: self.display_name.clone(),
+            ..conv::Caller::default()
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for SignedInMember {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = bearer(parts, "a permission token or an operator access token")?;
+        if token.starts_with(PERMISSION_TOKEN_PREFIX) {
+            let PermissionHolder(info) = PermissionHolder::from_request_parts(parts, state).await?;
+            let member = info.member.unwrap_or_default();
+            return Ok(SignedInMember {
+                app_id: member.app_id,
+                member_id: member.member_id,
+                display_name: member.display_name,
+            });
+        }
+        Ok(Operator::from_request_parts(parts, state).await?.into())
+    }
+}
+
+impl From<Operator> for SignedInMember {
+    fn from(Operator(claims): Operator) -> Self {
+        SignedInMember {
+            app_id: claims.app,
+            member_id: claims.sub,
+            display_name: claims.name,
+        }
     }
 }
 

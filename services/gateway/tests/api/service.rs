@@ -11,7 +11,8 @@ use serde_json::{Value, json};
 use crate::helpers::{json_of, problem, spawn};
 
 /// Every path and method of DESIGN.md's contract the gateway serves, plus the additions
-/// (`GET /v1/cms/webhook`, personal access tokens, the JWKS).
+/// (`GET /v1/cms/webhook`, personal access tokens, the console's conversation routes,
+/// the JWKS).
 const CONTRACT: &[(&str, &str)] = &[
     ("post", "/v1/admin/apps"),
     ("get", "/v1/admin/apps/{app_id}"),
@@ -28,6 +29,7 @@ const CONTRACT: &[(&str, &str)] = &[
     ("post", "/v1/cms/members/{external_id}/login-links"),
     ("put", "/v1/cms/webhook"),
     ("get", "/v1/cms/webhook"),
+    ("get", "/v1/cms/webhook/deliveries"),
     ("post", "/v1/cms/keys/api-secret:rotate"),
     ("post", "/v1/cms/keys/identity-key:rotate"),
     ("get", "/v1/me"),
@@ -42,6 +44,12 @@ const CONTRACT: &[(&str, &str)] = &[
     ("get", "/v1/cms/conversations/{id}"),
     ("get", "/v1/cms/conversations/{id}/transcript"),
     ("get", "/v1/me/conversations"),
+    ("get", "/v1/me/conversations/{id}/messages"),
+    ("get", "/v1/me/conversations/{id}/transcript"),
+    ("post", "/v1/me/conversations/{id}/close"),
+    ("post", "/v1/me/conversations/{id}/block"),
+    ("delete", "/v1/me/conversations/{id}/block"),
+    ("get", "/v1/me/offline-messages"),
     ("get", "/v1/ws"),
     ("post", "/v1/operator-sessions"),
     ("get", "/.well-known/jwks.json"),
