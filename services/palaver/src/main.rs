@@ -2,11 +2,12 @@
 //!
 //! - `palaver up` runs Palaver on its embedded default: every service in one process,
 //!   on SQLite files under `--data-dir` and an in-process event bus, with a demo app
-//!   made on first start.
+//!   made on first start and the demo site (`demo`) that plays its CMS.
 //! - `palaver <service> [command]` runs one service exactly as its own binary
 //!   (`palaver-<service>`) would, configured from the environment, so one image serves
 //!   every Deployment.
 
+mod demo;
 mod up;
 
 use clap::{Parser, Subcommand};
@@ -24,7 +25,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run Palaver on its embedded default: one process, SQLite, a demo app.
+    /// Run Palaver on its embedded default: one process, SQLite, a demo site.
     Up(up::UpArgs),
     /// Run the identity service: `serve` (the default) or `migrate`.
     Identity { command: Option<String> },
