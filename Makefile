@@ -27,6 +27,7 @@ bench: ## Run the benchmarks and print their figures
 	$(CARGO) bench -p palaver-identity --bench identity
 	$(CARGO) bench -p palaver-presence --bench presence
 	$(CARGO) bench -p palaver-conversation --bench conversation
+	$(CARGO) bench -p palaver-browser-tests --bench widget
 
 .PHONY: helm-check
 helm-check: ## Lint, render and validate helm/palaver and deploy/ (helm, kubernetes-validate, checkov)

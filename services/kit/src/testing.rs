@@ -1,5 +1,6 @@
 //! Test support for every service's integration tests (feature `testing`): a fresh
-//! database per test, the NATS server to test against and a subject prefix per test.
+//! database per test, the NATS server to test against, a subject prefix per test, and
+//! the workspace's binaries built for the tests that run them as processes.
 //!
 //! | variable | meaning | default |
 //! | --- | --- | --- |
@@ -134,6 +135,63 @@ pub fn unique_prefix() -> String {
 /// logs show only with `TEST_LOG=1` (see [`crate::telemetry::init_for_tests`]).
 pub fn init_logs() {
     crate::telemetry::init_for_tests();
+}
+
+/// The directory the binaries of `packages` are in, after building them: `cargo build
+/// --bins` of those packages into the calling test's own target directory and profile (a
+/// test executable is `<target>/<profile>/deps/<name>-…`), so they are as fresh as the
+/// tree. Cargo sets `CARGO_BIN_EXE_*` only for a package's own binaries, hence the build
+/// step; when nothing changed it is a quick no-op.
+pub async fn binaries(packages: &[&str]) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test executable");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("<target>/<profile>/deps")
+        .to_owned();
+    let target_dir = profile_dir.parent().expect("<target>").to_owned();
+    let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") => "dev".to_owned(),
+        Some(other) => other.to_owned(),
+        None => panic!("no profile directory in {}", exe.display()),
+    };
+    let workspace_root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = tokio::process::Command::new(cargo);
+    command
+        .current_dir(workspace_root)
+        .args(["build", "--bins", "--profile", &profile, "--target-dir"])
+        .arg(&target_dir);
+    for package in packages {
+        command.args(["-p", package]);
+    }
+    // What cargo sets for the test process (its package's CARGO_PKG_*, …) must not reach
+    // the build: build scripts that watch those variables (ring's) would run again, and
+    // the next build of the tests would rebuild them once more.
+    for (name, _) in std::env::vars_os() {
+        let Some(name) = name.to_str() else { continue };
+        if name == "OUT_DIR"
+            || name.starts_with("CARGO_PKG_")
+            || name.starts_with("CARGO_MANIFEST_")
+            || [
+                "CARGO_CRATE_NAME",
+                "CARGO_BIN_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+                "CARGO_TARGET_TMPDIR",
+                "CARGO_RUSTC_CURRENT_DIR",
+            ]
+            .contains(&name)
+        {
+            command.env_remove(name);
+        }
+    }
+    let status = command.status().await.expect("cargo runs");
+    assert!(
+        status.success(),
+        "building the binaries of {} failed",
+        packages.join(", ")
+    );
+    profile_dir
 }
 
 fn random_token(len: usize) -> String {

@@ -37,7 +37,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 
-use crate::chart::{Container, Rendered, repo_root};
+use crate::chart::{Container, Rendered};
 
 /// The packages whose binaries the chart runs.
 const PACKAGES: [&str; 4] = [
@@ -90,55 +90,10 @@ impl Loopback {
     }
 }
 
-/// The directory the binaries are in, after building them: `cargo build` of their four
-/// packages into this test's own target directory and profile (the test executable is
-/// `<target>/<profile>/deps/chart_run-…`), so they are as fresh as the tree. Cargo sets
-/// `CARGO_BIN_EXE_*` only for a package's own binaries, hence the build step.
+/// The directory the binaries are in, after building them into this test's own target
+/// directory and profile (see [`palaver_kit::testing::binaries`]).
 pub async fn binaries() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test executable");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("<target>/<profile>/deps")
-        .to_owned();
-    let target_dir = profile_dir.parent().expect("<target>").to_owned();
-    let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
-        Some("debug") => "dev".to_owned(),
-        Some(other) => other.to_owned(),
-        None => panic!("no profile directory in {}", exe.display()),
-    };
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut command = Command::new(cargo);
-    command
-        .current_dir(repo_root())
-        .args(["build", "--bins", "--profile", &profile, "--target-dir"])
-        .arg(&target_dir);
-    for package in PACKAGES {
-        command.args(["-p", package]);
-    }
-    // What cargo sets for this test process (its package's CARGO_PKG_*, …) must not reach
-    // the build: build scripts that watch those variables (ring's) would run again, and
-    // the next build of the tests would rebuild them once more.
-    for (name, _) in std::env::vars_os() {
-        let Some(name) = name.to_str() else { continue };
-        if name == "OUT_DIR"
-            || name.starts_with("CARGO_PKG_")
-            || name.starts_with("CARGO_MANIFEST_")
-            || [
-                "CARGO_CRATE_NAME",
-                "CARGO_BIN_NAME",
-                "CARGO_PRIMARY_PACKAGE",
-                "CARGO_TARGET_TMPDIR",
-                "CARGO_RUSTC_CURRENT_DIR",
-            ]
-            .contains(&name)
-        {
-            command.env_remove(name);
-        }
-    }
-    let status = command.status().await.expect("cargo runs");
-    assert!(status.success(), "building the service binaries failed");
-    profile_dir
+    palaver_kit::testing::binaries(&PACKAGES).await
 }
 
 /// A pod: its process and where it is.
@@ -302,6 +257,18 @@ impl Cluster {
             .find(|(k, _)| k == var)
             .map(|(_, v)| v.clone())
             .unwrap_or_else(|| panic!("{deployment} has no {var}"))
+    }
+
+    /// The first pod of a Deployment: its address and process id (the load bench talks
+    /// to it past the Service's forwarder, and reads its memory).
+    #[allow(dead_code)] // used by benches/websocket.rs, not by the test
+    pub fn pod(&self, deployment: &str) -> (Ipv4Addr, Option<u32>) {
+        let pod = self
+            .pods
+            .iter()
+            .find(|p| p.deployment == deployment)
+            .unwrap_or_else(|| panic!("no Deployment {deployment}"));
+        (pod.addr, pod.child.id())
     }
 
     /// How many pods of a Deployment run.
