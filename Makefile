@@ -28,6 +28,7 @@ bench: ## Run the benchmarks and print their figures
 	$(CARGO) bench -p palaver-presence --bench presence
 	$(CARGO) bench -p palaver-conversation --bench conversation
 	$(CARGO) bench -p palaver-browser-tests --bench widget
+	$(CARGO) bench -p palaver-e2e --bench websocket
 
 .PHONY: helm-check
 helm-check: ## Lint, render and validate helm/palaver and deploy/ (helm, kubernetes-validate, checkov)
