@@ -27,6 +27,7 @@ use http::header::{
     REFERRER_POLICY, SET_COOKIE, X_FRAME_OPTIONS,
 };
 use http::{HeaderMap, HeaderValue, StatusCode};
+use palaver_kit::html::escape;
 use palaver_kit::{Error, ErrorCode};
 use palaver_proto::identity::v1 as pb;
 use serde::Deserialize;
@@ -384,22 +385,6 @@ fn html(status: StatusCode, csp: &str, referrer_policy: &'static str, body: Stri
         response.headers_mut().insert(CONTENT_SECURITY_POLICY, csp);
     }
     response
-}
-
-/// `text` safe to put in HTML text and in quoted attribute values.
-fn escape(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => escaped.push_str("&amp;"),
-            '<' => escaped.push_str("&lt;"),
-            '>' => escaped.push_str("&gt;"),
-            '"' => escaped.push_str("&quot;"),
-            '\'' => escaped.push_str("&#39;"),
-            c => escaped.push(c),
-        }
-    }
-    escaped
 }
 
 /// The CSRF cookie of one consent request: each request has its own, so a member with

@@ -9,21 +9,12 @@ use serde_json::{Value, json};
 
 use crate::helpers::{App, Pkce, RETURN_URL, json_of, problem, query_param, spawn};
 
-async fn permission(t: &crate::helpers::TestGateway, app: &App, external_id: &str) -> Value {
-    let path = format!("/v1/cms/members/{external_id}/permission");
-    json_of(
-        t.cms(app, Method::GET, &path).send().await.unwrap(),
-        StatusCode::OK,
-    )
-    .await
-}
-
 #[tokio::test]
 async fn the_whole_cms_flow_over_http() {
     let t = spawn().await;
     let app = t.create_app().await;
     t.create_member(&app, "owner").await;
-    assert_eq!(permission(&t, &app, "owner").await["status"], "none");
+    assert_eq!(t.permission(&app, "owner").await["status"], "none");
 
     let pkce = Pkce::generate();
     let consent_url = t.consent_url(&app, "owner", &pkce).await;
@@ -56,7 +47,7 @@ async fn the_whole_cms_flow_over_http() {
     assert!(endpoint.starts_with("ce_"), "{endpoint}");
     let permission_token = issued["access_token"].as_str().unwrap().to_owned();
 
-    let valid = permission(&t, &app, "owner").await;
+    let valid = t.permission(&app, "owner").await;
     assert_eq!(valid["status"], "valid", "the checkbox may be enabled");
     assert_eq!(valid["endpoint"], endpoint.as_str());
     assert!(valid["expires_at"].as_str().is_some());
@@ -99,7 +90,7 @@ async fn the_whole_cms_flow_over_http() {
         .await
         .unwrap();
     assert_eq!(json_of(revoked, StatusCode::OK).await["status"], "revoked");
-    assert_eq!(permission(&t, &app, "owner").await["status"], "revoked");
+    assert_eq!(t.permission(&app, "owner").await["status"], "revoked");
     problem(
         t.request(Method::GET, "/v1/me")
             .bearer_auth(renewed_token)
@@ -128,7 +119,7 @@ async fn the_code_exchange_takes_json_and_basic_client_credentials() {
         .unwrap();
     let issued = json_of(issued, StatusCode::OK).await;
     assert!(issued["access_token"].as_str().unwrap().starts_with("pt_"));
-    assert_eq!(permission(&t, &app, "m1").await["status"], "valid");
+    assert_eq!(t.permission(&app, "m1").await["status"], "valid");
 
     let other = t.create_app().await;
     let mismatched = STANDARD.encode(format!("{}:{}", other.app_id, app.api_secret));
@@ -178,7 +169,7 @@ async fn token_endpoint_errors_follow_rfc_6749() {
         .await;
     oauth_error(wrong_verifier, StatusCode::BAD_REQUEST, "invalid_grant").await;
     assert_eq!(
-        permission(&t, &app, "m1").await["status"],
+        t.permission(&app, "m1").await["status"],
         "none",
         "a refused exchange changes nothing"
     );
@@ -242,7 +233,7 @@ async fn token_endpoint_errors_follow_rfc_6749() {
     let replayed = t.token_form(&app, &exchange).await;
     oauth_error(replayed, StatusCode::BAD_REQUEST, "invalid_grant").await;
     assert_eq!(
-        permission(&t, &app, "m1").await["status"],
+        t.permission(&app, "m1").await["status"],
         "revoked",
         "a replayed code revokes what it gave"
     );
@@ -317,7 +308,7 @@ async fn a_denied_consent_gives_no_permission() {
         query_param(&back, "error").as_deref(),
         Some("access_denied")
     );
-    assert_eq!(permission(&t, &app, "m1").await["status"], "none");
+    assert_eq!(t.permission(&app, "m1").await["status"], "none");
     problem(
         t.request(Method::GET, "/v1/me")
             .bearer_auth("pt_made_up")

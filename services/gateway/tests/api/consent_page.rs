@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use palaver_proto::identity::v1 as pb;
 use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
 use reqwest::{Client, Method, Response, StatusCode};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::helpers::{App, Pkce, RETURN_URL, TestGateway, json_of, query_param, spawn};
 
@@ -114,15 +114,6 @@ async fn html_page(response: Response, status: StatusCode, says: &str) -> String
 fn location(response: &Response) -> String {
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     response.headers()[LOCATION].to_str().unwrap().to_owned()
-}
-
-async fn permission(t: &TestGateway, app: &App, external_id: &str) -> Value {
-    let path = format!("/v1/cms/members/{external_id}/permission");
-    json_of(
-        t.cms(app, Method::GET, &path).send().await.unwrap(),
-        StatusCode::OK,
-    )
-    .await
 }
 
 /// A consent request with its own return URL and state; answers the consent URL.
@@ -329,7 +320,7 @@ async fn approve_sends_the_member_back_with_a_code_that_becomes_a_permission_tok
         "{issued}"
     );
     assert_eq!(issued["scope"], "presence chat");
-    assert_eq!(permission(&t, &app, "owner").await["status"], "valid");
+    assert_eq!(t.permission(&app, "owner").await["status"], "valid");
 }
 
 #[tokio::test]
@@ -348,7 +339,7 @@ async fn deny_sends_the_member_back_with_access_denied_and_grants_nothing() {
     );
     assert_eq!(query_param(&back, "state").as_deref(), Some("state-123"));
     assert_eq!(query_param(&back, "code"), None);
-    assert_eq!(permission(&t, &app, "owner").await["status"], "none");
+    assert_eq!(t.permission(&app, "owner").await["status"], "none");
 }
 
 #[tokio::test]
@@ -387,7 +378,7 @@ async fn a_form_without_its_csrf_cookie_or_value_decides_nothing() {
             "offers the page again: {html}"
         );
     }
-    assert_eq!(permission(&t, &app, "owner").await["status"], "none");
+    assert_eq!(t.permission(&app, "owner").await["status"], "none");
 
     let approved = press(&t, &shown, "approve").await;
     assert!(query_param(&location(&approved), "code").is_some());
@@ -410,7 +401,7 @@ async fn a_form_posted_from_another_site_is_refused() {
         let refused = post(&t, Some(origin), Some(&shown.cookie), &form).await;
         html_page(refused, StatusCode::FORBIDDEN, "sent from another site").await;
     }
-    assert_eq!(permission(&t, &app, "owner").await["status"], "none");
+    assert_eq!(t.permission(&app, "owner").await["status"], "none");
 
     let approved = post(&t, None, Some(&shown.cookie), &form).await;
     assert!(
@@ -433,7 +424,7 @@ async fn a_request_is_decided_once() {
     let page = browser().get(&consent_url).send().await.unwrap();
     html_page(page, StatusCode::CONFLICT, "already answered").await;
     assert_eq!(
-        permission(&t, &app, "owner").await["status"],
+        t.permission(&app, "owner").await["status"],
         "none",
         "not exchanged yet"
     );
@@ -474,5 +465,5 @@ async fn unknown_expired_and_malformed_requests_get_pages_not_redirects() {
     html_page(page, StatusCode::GONE, "expired").await;
     let late = press(&t, &shown, "approve").await;
     html_page(late, StatusCode::GONE, "expired").await;
-    assert_eq!(permission(&t, &app, "owner").await["status"], "none");
+    assert_eq!(t.permission(&app, "owner").await["status"], "none");
 }

@@ -7,26 +7,7 @@ use palaver_proto::conversation::v1 as conv;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{App, SITE, TestGateway, Ws, json_of, problem, spawn};
-
-/// A visitor's socket with a conversation open on `endpoint` and one message sent:
-/// the socket and the conversation id.
-async fn visitor_chat(t: &TestGateway, token: &str, endpoint: &str) -> (Ws, String) {
-    let mut visitor = t.ws(Some(SITE)).await;
-    visitor.hello(token).await;
-    visitor
-        .send(json!({"type": "conversation.open", "endpoint": endpoint}))
-        .await;
-    let opened = visitor.until("conversation", |_| true).await;
-    let id = opened["id"].as_str().unwrap().to_owned();
-    visitor
-        .send(json!({"type": "message.send", "conversation": id, "client_id": "c1", "text": "Hello there"}))
-        .await;
-    visitor
-        .until("message.ack", |f| f["client_id"] == "c1")
-        .await;
-    (visitor, id)
-}
+use crate::helpers::{App, SITE, TestGateway, json_of, problem, spawn};
 
 /// A request with an operator (or any) bearer token.
 async fn with_token(t: &TestGateway, token: &str, method: Method, path: &str) -> reqwest::Response {
@@ -54,7 +35,7 @@ async fn an_operator_reads_their_conversations_transcripts_and_offline_messages(
     let t = spawn().await;
     let (app, endpoint, member_id) = t.open_chat(json!({})).await;
     let visitor = t.visitor_token(&app, &endpoint, "Guest").await;
-    let (_socket, id) = visitor_chat(&t, &visitor, &endpoint).await;
+    let (_socket, id) = t.visitor_chat(&visitor, &endpoint).await;
     let operator = t.operator_token(&app, "owner").await;
 
     let page = json_of(
@@ -175,7 +156,7 @@ async fn an_operator_closes_a_conversation_and_blocks_its_visitor() {
     let t = spawn().await;
     let (app, endpoint, _) = t.open_chat(json!({})).await;
     let visitor = t.visitor_token(&app, &endpoint, "Pest").await;
-    let (mut socket, first) = visitor_chat(&t, &visitor, &endpoint).await;
+    let (mut socket, first) = t.visitor_chat(&visitor, &endpoint).await;
     let operator = t.operator_token(&app, "owner").await;
 
     let closed = json_of(
@@ -235,7 +216,7 @@ async fn another_members_conversation_is_not_found_and_stays_as_it_was() {
     let t = spawn().await;
     let (app, endpoint, _) = t.open_chat(json!({})).await;
     let visitor = t.visitor_token(&app, &endpoint, "Guest").await;
-    let (_socket, id) = visitor_chat(&t, &visitor, &endpoint).await;
+    let (_socket, id) = t.visitor_chat(&visitor, &endpoint).await;
     t.create_member(&app, "second").await;
     let other = t.operator_token(&app, "second").await;
 
@@ -270,7 +251,7 @@ async fn visitor_tokens_permission_tokens_for_changes_and_bad_ids_are_refused() 
     let t = spawn().await;
     let (app, endpoint, _) = t.open_chat(json!({})).await;
     let visitor = t.visitor_token(&app, &endpoint, "Guest").await;
-    let (_socket, id) = visitor_chat(&t, &visitor, &endpoint).await;
+    let (_socket, id) = t.visitor_chat(&visitor, &endpoint).await;
     let operator = t.operator_token(&app, "owner").await;
     let granted = t.grant(&app, "owner").await;
     let permission = granted["access_token"].as_str().unwrap();

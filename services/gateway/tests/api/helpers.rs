@@ -292,6 +292,35 @@ impl TestGateway {
     }
 
     /// A request with an app's API secret.
+    /// The member's permission, as the profile checkbox reads it.
+    pub async fn permission(&self, app: &App, external_id: &str) -> serde_json::Value {
+        let path = format!("/v1/cms/members/{external_id}/permission");
+        json_of(
+            self.cms(app, Method::GET, &path).send().await.unwrap(),
+            reqwest::StatusCode::OK,
+        )
+        .await
+    }
+
+    /// A visitor's socket with a conversation open on `endpoint` and one message sent
+    /// (client id `c1`): the socket and the conversation id.
+    pub async fn visitor_chat(&self, token: &str, endpoint: &str) -> (Ws, String) {
+        let mut visitor = self.ws(Some(SITE)).await;
+        visitor.hello(token).await;
+        visitor
+            .send(serde_json::json!({"type": "conversation.open", "endpoint": endpoint}))
+            .await;
+        let opened = visitor.until("conversation", |_| true).await;
+        let id = opened["id"].as_str().unwrap().to_owned();
+        visitor
+            .send(serde_json::json!({"type": "message.send", "conversation": id, "client_id": "c1", "text": "Hello there"}))
+            .await;
+        visitor
+            .until("message.ack", |f| f["client_id"] == "c1")
+            .await;
+        (visitor, id)
+    }
+
     pub fn cms(&self, app: &App, method: Method, path: &str) -> RequestBuilder {
         self.request(method, path).bearer_auth(&app.api_secret)
     }

@@ -211,28 +211,6 @@ async fn attempts_of(
     }
 }
 
-/// A visitor's socket with a conversation open on `endpoint` and one message sent.
-async fn visitor_chat(
-    t: &TestGateway,
-    token: &str,
-    endpoint: &str,
-) -> (crate::helpers::Ws, String) {
-    let mut visitor = t.ws(Some(SITE)).await;
-    visitor.hello(token).await;
-    visitor
-        .send(json!({"type": "conversation.open", "endpoint": endpoint}))
-        .await;
-    let opened = visitor.until("conversation", |_| true).await;
-    let id = opened["id"].as_str().unwrap().to_owned();
-    visitor
-        .send(json!({"type": "message.send", "conversation": id, "client_id": "c1", "text": "Hello there"}))
-        .await;
-    visitor
-        .until("message.ack", |f| f["client_id"] == "c1")
-        .await;
-    (visitor, id)
-}
-
 /// A short schedule, so retries come within the test.
 fn quick_retries(config: &mut palaver_gateway::GatewayConfig, seconds: &str) {
     config.webhooks.retry = seconds.parse::<RetrySchedule>().unwrap();
@@ -275,7 +253,7 @@ async fn every_event_type_arrives_signed_with_its_data() {
     assert_ne!(refresh.id, permission.id);
 
     let visitor = t.visitor_token(&app, &endpoint, "Guest").await;
-    let (_socket, conversation) = visitor_chat(&t, &visitor, &endpoint).await;
+    let (_socket, conversation) = t.visitor_chat(&visitor, &endpoint).await;
     let started = receiver.next_of("conversation.started").await;
     started.verify(&secret);
     let data = &started.json()["data"];
@@ -503,7 +481,7 @@ async fn only_subscribed_events_are_sent() {
     // Neither sent: a permission change and a conversation.
     t.grant(&app, "owner").await;
     let visitor = t.visitor_token(&app, &endpoint, "Guest").await;
-    let _chat = visitor_chat(&t, &visitor, &endpoint).await;
+    let _chat = t.visitor_chat(&visitor, &endpoint).await;
     let left = t
         .request(
             Method::POST,

@@ -1,4 +1,4 @@
-//! The pages' HTML: escaping, the layout every page shares, and the headers every page
+//! The pages' HTML: escaping (kit's), the layout every page shares, and the headers every page
 //! carries (its CSP lets in the gateway's widget and nothing else from elsewhere).
 
 use axum::response::{Html, IntoResponse, Response};
@@ -11,21 +11,7 @@ use url::Url;
 
 use super::DemoUser;
 
-/// Text made safe to put in HTML, in element content and in quoted attributes alike.
-pub fn esc(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+pub use palaver_kit::html::escape as esc;
 
 /// The CSP of the demo pages: their own stylesheet, and from the gateway the widget's
 /// script, its connections (HTTP and WebSocket), images, sounds and frame. Styles may
