@@ -5,7 +5,9 @@
 //! publishes waiting events through the bus's `publish_durable` (the event id is the
 //! `Nats-Msg-Id`) and then marks them published by deleting them. A relay that dies
 //! between the two publishes again on its next start, and JetStream's de-duplication
-//! absorbs the repeat.
+//! absorbs the repeat. While it runs, marking is not on the path of the next event: a
+//! pass hands what it published to a mark running beside the next passes, which skip
+//! those events until the mark has deleted them.
 //!
 //! Order: the events of one stream (a conversation) are published one after the other,
 //! in commit order, and a stream stops at its first failure, so nothing is published
@@ -28,6 +30,7 @@ use palaver_kit::Error;
 use palaver_kit::bus::{BusError, EventBus};
 use palaver_kit::shutdown::Shutdown;
 use tokio::sync::Notify;
+use tokio::task::JoinHandle;
 use tracing::Instrument as _;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
@@ -149,13 +152,27 @@ impl Relay {
     /// One pass: read the waiting events, publish them, mark those published.
     #[tracing::instrument(skip(self))]
     pub async fn relay_once(&self) -> Result<Pass, Error> {
-        let events = self.pending().await?;
-        if events.is_empty() {
-            return Ok(Pass::default());
-        }
-        let full = events.len() >= BATCH as usize;
-        let (published, error) = self.publish(&events).await;
+        let (pass, published) = self.publish_pending(&HashSet::new()).await?;
         self.mark_published(&published).await?;
+        Ok(pass)
+    }
+
+    /// Reads the waiting events but those in `skip` (published, being marked), publishes
+    /// them, and returns what the pass did and the ids it published.
+    async fn publish_pending(&self, skip: &HashSet<String>) -> Result<(Pass, Vec<String>), Error> {
+        let mut events = self.pending().await?;
+        let full = events.len() >= BATCH as usize;
+        events.retain(|event| !skip.contains(&event.event_id));
+        if events.is_empty() {
+            return Ok((
+                Pass {
+                    full,
+                    ..Pass::default()
+                },
+                Vec::new(),
+            ));
+        }
+        let (published, error) = self.publish(&events).await;
         metrics::counter!("palaver_conversation_events_published_total")
             .increment(published.len() as u64);
         metrics::histogram!("palaver_conversation_relay_batch_size").record(published.len() as f64);
@@ -168,39 +185,50 @@ impl Relay {
             metrics::histogram!("palaver_conversation_outbox_lag_seconds")
                 .record((now - event.created_at).max(0) as f64 / 1000.0);
         }
-        Ok(Pass {
+        let pass = Pass {
             published: published.len(),
             failed: error.map(|e| palaver_kit::error::error_chain(&e)),
             full,
-        })
+        };
+        Ok((pass, published))
     }
 
     /// Relays until `stop` triggers: after every commit (`wake`), every half second
-    /// otherwise, with a growing pause while publishing fails.
+    /// otherwise, with a growing pause while publishing fails. What was published is
+    /// marked beside the next passes; at the end, every mark is finished.
     pub async fn run(self, wake: Arc<Notify>, stop: Shutdown) {
+        let mut marking = Marking::new(self.store.clone());
         let mut backoff = MIN_BACKOFF;
         let mut last_housekeeping = tokio::time::Instant::now();
         let mut failing = false;
         loop {
-            let pause = match self.relay_once().await {
-                Ok(Pass {
-                    failed: None, full, ..
-                }) => {
-                    if std::mem::take(&mut failing) {
-                        tracing::info!("publishing events again");
+            marking.settle_if_done().await;
+            // A full batch of events still being marked: the next pass waits for the mark.
+            let mut blocked_by_marks = false;
+            let pause = match self.publish_pending(&marking.unmarked).await {
+                Ok((pass, published)) => {
+                    marking.add(published);
+                    match pass.failed {
+                        None => {
+                            if std::mem::take(&mut failing) {
+                                tracing::info!("publishing events again");
+                            }
+                            backoff = MIN_BACKOFF;
+                            blocked_by_marks = pass.full && pass.published == 0;
+                            if pass.full && !blocked_by_marks {
+                                Duration::ZERO
+                            } else {
+                                POLL
+                            }
+                        }
+                        Some(error) => {
+                            if !std::mem::replace(&mut failing, true) {
+                                tracing::warn!(%error, "cannot publish events; they wait in the outbox");
+                            }
+                            backoff = (backoff * 2).min(MAX_BACKOFF);
+                            backoff
+                        }
                     }
-                    backoff = MIN_BACKOFF;
-                    if full { Duration::ZERO } else { POLL }
-                }
-                Ok(Pass {
-                    failed: Some(error),
-                    ..
-                }) => {
-                    if !std::mem::replace(&mut failing, true) {
-                        tracing::warn!(%error, "cannot publish events; they wait in the outbox");
-                    }
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                    backoff
                 }
                 Err(error) => {
                     tracing::warn!(%error, "cannot read the outbox");
@@ -212,16 +240,21 @@ impl Relay {
                 last_housekeeping = tokio::time::Instant::now();
                 self.housekeeping().await;
             }
-            if pause.is_zero() {
-                if stop.is_triggered() {
-                    return;
-                }
+            if pause.is_zero() && !stop.is_triggered() {
                 continue;
             }
-            tokio::select! {
-                () = stop.wait() => return,
-                () = wake.notified(), if !failing => {}
-                () = tokio::time::sleep(pause) => {}
+            let sleep = tokio::time::sleep(pause);
+            tokio::pin!(sleep);
+            loop {
+                tokio::select! {
+                    () = stop.wait() => {
+                        marking.finish().await;
+                        return;
+                    }
+                    () = wake.notified(), if !failing => break,
+                    () = &mut sleep => break,
+                    () = marking.settled() => if blocked_by_marks { break },
+                }
             }
         }
     }
@@ -236,6 +269,92 @@ impl Relay {
                     .set(age as f64 / 1000.0);
             }
             Err(error) => tracing::warn!(%error, "cannot measure the outbox"),
+        }
+    }
+}
+
+/// Events published and not yet marked: the mark of the previous ones runs (at most one
+/// at a time) while the relay goes on, and passes skip what is in `unmarked`. An id
+/// leaves `unmarked` only between passes, once its deletion committed, so no pass can
+/// have read it before it was deleted and publish it again.
+struct Marking {
+    store: Store,
+    unmarked: HashSet<String>,
+    queued: Vec<String>,
+    running: Option<JoinHandle<Marked>>,
+}
+
+/// The ids a mark was given, and whether it deleted them.
+type Marked = (Vec<String>, Result<(), Error>);
+
+impl Marking {
+    fn new(store: Store) -> Self {
+        Marking {
+            store,
+            unmarked: HashSet::new(),
+            queued: Vec::new(),
+            running: None,
+        }
+    }
+
+    /// Queues `published` to be marked, and starts a mark unless one runs.
+    fn add(&mut self, published: Vec<String>) {
+        self.unmarked.extend(published.iter().cloned());
+        self.queued.extend(published);
+        self.start();
+    }
+
+    fn start(&mut self) {
+        if self.running.is_some() || self.queued.is_empty() {
+            return;
+        }
+        let ids = std::mem::take(&mut self.queued);
+        let store = self.store.clone();
+        self.running = Some(tokio::spawn(async move {
+            let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+            let marked = store.mark_published(&refs).await;
+            (ids, marked)
+        }));
+    }
+
+    /// Takes the outcome of a finished mark, without waiting for a running one, and
+    /// starts the next (also after a failed one, once per pass).
+    async fn settle_if_done(&mut self) {
+        if self.running.as_ref().is_some_and(JoinHandle::is_finished) {
+            self.settled().await;
+        }
+        self.start();
+    }
+
+    /// Waits for the running mark (forever when none runs) and takes its outcome: the
+    /// ids it deleted leave `unmarked` and the next mark starts; after a failure they
+    /// wait to be marked again with the next ones, at the next pass.
+    async fn settled(&mut self) {
+        let Some(running) = self.running.as_mut() else {
+            return std::future::pending().await;
+        };
+        let outcome = running.await;
+        self.running = None;
+        match outcome {
+            Ok((ids, Ok(()))) => {
+                for id in &ids {
+                    self.unmarked.remove(id);
+                }
+                self.start();
+            }
+            Ok((ids, Err(error))) => {
+                tracing::warn!(%error, "cannot mark published events; they will be marked again");
+                self.queued.extend(ids);
+            }
+            Err(error) => tracing::warn!(%error, "the marking task failed"),
+        }
+    }
+
+    /// Waits until every published event is marked, or a mark failed (the events are
+    /// then published again by a later relay, and de-duplicated).
+    async fn finish(&mut self) {
+        while self.running.is_some() {
+            self.settled().await;
         }
     }
 }
