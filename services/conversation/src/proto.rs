@@ -30,7 +30,8 @@ pub fn participant(visitor: &Visitor) -> pb::Participant {
     }
 }
 
-/// A conversation with `unread` counted for whoever asked.
+/// A conversation with `unread` counted for whoever asked (`visitor_blocked` is only
+/// looked up for answers, see `grpc`).
 pub fn conversation(conversation: &Conversation, unread: i64) -> pb::Conversation {
     let state = match conversation.state {
         ConversationState::Open => pb::ConversationState::Open,
@@ -50,6 +51,7 @@ pub fn conversation(conversation: &Conversation, unread: i64) -> pb::Conversatio
         member_read_seq: conversation.member_read_seq as u64,
         visitor_read_seq: conversation.visitor_read_seq as u64,
         member_display_name: conversation.member_name.clone(),
+        visitor_blocked: false,
     }
 }
 

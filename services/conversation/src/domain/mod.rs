@@ -50,11 +50,13 @@ impl Default for Policy {
     }
 }
 
-/// A conversation with the unread count of whoever asked.
+/// A conversation with the unread count of whoever asked, and whether its member has
+/// blocked its visitor.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConversationView {
     pub conversation: Conversation,
     pub unread: i64,
+    pub visitor_blocked: bool,
 }
 
 /// A whole conversation.
@@ -100,14 +102,28 @@ impl Conversations {
         }
     }
 
-    fn view(caller: &Caller, conversation: Conversation) -> Result<ConversationView, Error> {
+    async fn view(
+        &self,
+        caller: &Caller,
+        conversation: Conversation,
+    ) -> Result<ConversationView, Error> {
         let unread = match caller.role_in(&conversation)? {
             Role::Participant(side) => conversation.unread_for(side),
             Role::App => 0,
         };
+        let visitor_blocked = !self
+            .store
+            .blocked_among(
+                &conversation.app_id,
+                &conversation.member_id,
+                &[conversation.visitor.visitor_id.as_str()],
+            )
+            .await?
+            .is_empty();
         Ok(ConversationView {
             conversation,
             unread,
+            visitor_blocked,
         })
     }
 
@@ -180,7 +196,7 @@ impl Conversations {
             Started::Created(conversation) => (conversation, true),
             Started::Existing(conversation) => (conversation, false),
         };
-        Ok((Self::view(caller, conversation)?, created))
+        Ok((self.view(caller, conversation).await?, created))
     }
 
     /// A conversation the caller takes part in (or of the calling app).
@@ -191,7 +207,7 @@ impl Conversations {
         conversation_id: &str,
     ) -> Result<ConversationView, Error> {
         let conversation = self.load(conversation_id).await?;
-        Self::view(caller, conversation)
+        self.view(caller, conversation).await
     }
 
     /// Sends a message; idempotent on the conversation, the caller's side and
@@ -274,7 +290,7 @@ impl Conversations {
             .store
             .close(conversation_id, self.clock.now_ms())
             .await?;
-        Self::view(caller, conversation)
+        self.view(caller, conversation).await
     }
 
     /// Leaves a message for the member behind `endpoint` ("leave a message").
@@ -343,15 +359,28 @@ impl Conversations {
             .store
             .conversations_of_member(app_id, member_id, cursor.as_ref(), limit)
             .await?;
+        // Blocks are the member's own: of the visitors of the conversations they answer.
+        let visitors: Vec<&str> = conversations
+            .iter()
+            .filter(|c| c.member_id == member_id)
+            .map(|c| c.visitor.visitor_id.as_str())
+            .collect();
+        let blocked = self
+            .store
+            .blocked_among(app_id, member_id, &visitors)
+            .await?;
         let views = conversations
             .into_iter()
             .map(|conversation| {
                 let unread = conversation
                     .side_of_member(member_id)
                     .map_or(0, |side| conversation.unread_for(side));
+                let visitor_blocked = conversation.member_id == member_id
+                    && blocked.contains(&conversation.visitor.visitor_id);
                 ConversationView {
                     conversation,
                     unread,
+                    visitor_blocked,
                 }
             })
             .collect();

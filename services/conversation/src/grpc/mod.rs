@@ -68,7 +68,10 @@ fn caller(caller: Option<pb::Caller>) -> Result<Caller, Error> {
 }
 
 fn view(view: &ConversationView) -> pb::Conversation {
-    proto::conversation(&view.conversation, view.unread)
+    pb::Conversation {
+        visitor_blocked: view.visitor_blocked,
+        ..proto::conversation(&view.conversation, view.unread)
+    }
 }
 
 fn erased(erased: Erased) -> pb::EraseResponse {

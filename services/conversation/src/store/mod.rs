@@ -10,7 +10,7 @@
 
 pub mod group_commit;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use palaver_kit::db::{Backend, Database, Migrations, is_unique_violation, placeholders};
 use palaver_kit::{Error, ErrorCode};
@@ -1098,6 +1098,31 @@ impl Store {
         .await
         .map_err(internal)?;
         Ok(done.rows_affected() == 1)
+    }
+
+    /// Which of `visitor_ids` the member has blocked.
+    #[tracing::instrument(skip(self, visitor_ids))]
+    pub async fn blocked_among(
+        &self,
+        app_id: &str,
+        member_id: &str,
+        visitor_ids: &[&str],
+    ) -> Result<HashSet<String>, Error> {
+        if visitor_ids.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let sql = format!(
+            "SELECT visitor_id FROM blocked_visitors WHERE app_id = $1 AND member_id = $2 AND visitor_id IN ({})",
+            placeholders(3, visitor_ids.len())
+        );
+        let mut query = sqlx::query_as::<_, (String,)>(&sql)
+            .bind(app_id)
+            .bind(member_id);
+        for visitor_id in visitor_ids {
+            query = query.bind(*visitor_id);
+        }
+        let rows = query.fetch_all(self.db.pool()).await.map_err(internal)?;
+        Ok(rows.into_iter().map(|(id,)| id).collect())
     }
 
     // ---- erasure and retention ----

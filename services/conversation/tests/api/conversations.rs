@@ -139,6 +139,7 @@ on_both_backends!(
             pb::caller::Who::VisitorId(id) => id,
             pb::caller::Who::MemberId(_) => unreachable!(),
         };
+        assert!(!chat.conversation.visitor_blocked);
         let blocked = t
             .client()
             .block_visitor(pb::BlockVisitorRequest {
@@ -152,6 +153,7 @@ on_both_backends!(
         assert_eq!(blocked.closed_conversations, 1);
         let closed = t.get(&chat.member, &chat.conversation.id).await.unwrap();
         assert_eq!(closed.state(), pb::ConversationState::Closed);
+        assert!(closed.visitor_blocked, "the member sees the block");
         assert_eq!(
             code(
                 t.send(&chat.visitor, &chat.conversation.id, "a", "hello")
@@ -187,6 +189,8 @@ on_both_backends!(
         t.client().unblock_visitor(unblock.clone()).await.unwrap();
         let status = t.client().unblock_visitor(unblock).await.unwrap_err();
         assert_eq!(status.code(), tonic::Code::NotFound);
+        let lifted = t.get(&chat.member, &chat.conversation.id).await.unwrap();
+        assert!(!lifted.visitor_blocked);
         t.start(&chat.visitor, &chat.endpoint).await.unwrap();
 
         let bad = t

@@ -231,6 +231,7 @@
     if (typeof view.unread === "number" && !known) c.unread = view.unread;
     if (view.member_id) c.side = view.member_id === state.session.member.member_id ? "member" : "visitor";
     if (view.member_display_name) c.memberName = view.member_display_name;
+    if (typeof view.visitor_blocked === "boolean") c.blocked = view.visitor_blocked;
     const [mine, theirs] = c.side === "member"
       ? [view.member_read_seq, view.visitor_read_seq]
       : [view.visitor_read_seq, view.member_read_seq];

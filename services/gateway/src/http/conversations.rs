@@ -90,6 +90,8 @@ struct ConversationView {
     unread: u64,
     member_read_seq: u64,
     visitor_read_seq: u64,
+    /// Whether the member has blocked this visitor (they cannot start new chats).
+    visitor_blocked: bool,
 }
 
 /// The wire name of a conversation's state.
@@ -115,6 +117,7 @@ impl From<conv::Conversation> for ConversationView {
             unread: c.unread,
             member_read_seq: c.member_read_seq,
             visitor_read_seq: c.visitor_read_seq,
+            visitor_blocked: c.visitor_blocked,
         }
     }
 }

@@ -151,6 +151,20 @@ async fn an_operator_reads_their_conversations_transcripts_and_offline_messages(
     assert_eq!(with_permission, offline, "either credential reads the same");
 }
 
+/// `visitor_blocked` of each of the member's conversations, newest first.
+async fn blocked_flags(t: &TestGateway, operator: &str) -> Vec<bool> {
+    json_of(
+        with_token(t, operator, Method::GET, "/v1/me/conversations").await,
+        StatusCode::OK,
+    )
+    .await["conversations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["visitor_blocked"].as_bool().expect("visitor_blocked"))
+        .collect()
+}
+
 #[tokio::test]
 async fn an_operator_closes_a_conversation_and_blocks_its_visitor() {
     let t = spawn().await;
@@ -184,6 +198,7 @@ async fn an_operator_closes_a_conversation_and_blocks_its_visitor() {
         .as_str()
         .unwrap()
         .to_owned();
+    assert_eq!(cms_view(&t, &app, &second).await["visitor_blocked"], false);
     let block = format!("/v1/me/conversations/{second}/block");
     let blocked = json_of(
         with_token(&t, &operator, Method::POST, &block).await,
@@ -194,6 +209,9 @@ async fn an_operator_closes_a_conversation_and_blocks_its_visitor() {
     assert_eq!(cms_view(&t, &app, &second).await["state"], "closed");
     let visitor_id = cms_view(&t, &app, &second).await["visitor"]["id"].clone();
     assert_eq!(blocked["visitor_id"], visitor_id);
+    // Every conversation with the visitor says so, in the list a reloaded console reads.
+    assert_eq!(cms_view(&t, &app, &second).await["visitor_blocked"], true);
+    assert_eq!(blocked_flags(&t, &operator).await, [true, true]);
     socket
         .send(json!({"type": "conversation.open", "endpoint": endpoint}))
         .await;
@@ -204,6 +222,7 @@ async fn an_operator_closes_a_conversation_and_blocks_its_visitor() {
     assert_eq!(unblocked.status(), StatusCode::NO_CONTENT);
     let again = with_token(&t, &operator, Method::DELETE, &block).await;
     problem(again, StatusCode::NOT_FOUND, "not_found").await;
+    assert_eq!(blocked_flags(&t, &operator).await, [false, false]);
     socket
         .send(json!({"type": "conversation.open", "endpoint": endpoint}))
         .await;
