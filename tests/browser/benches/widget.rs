@@ -11,8 +11,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use palaver_browser_tests::demo::{self, MEMBER};
-use palaver_browser_tests::{Chromium, Palaver};
+use palaver_browser_tests::Scene;
 
 /// Runs of each kind; the median is printed.
 const RUNS: usize = 15;
@@ -43,36 +42,32 @@ fn main() {
 }
 
 async fn time_to_badge() {
-    let Some(chromium) = Chromium::start().await else {
+    let Some(scene) = Scene::start().await else {
         return;
     };
-    let palaver = Palaver::up().await;
-    let member = chromium.session().await;
-    let visitor = chromium.session().await;
-    let profile = demo::member_with_chat_box(&member, &palaver, MEMBER).await;
-    visitor.goto(&profile).await;
+    scene.visitor.goto(&scene.profile).await;
 
     let mut cold = Vec::with_capacity(RUNS);
     for run in 0..RUNS {
         cold.push(
-            visitor
+            scene
+                .visitor
                 .embed_widget_again(&[], &format!("cold-{run}"))
                 .await,
         );
     }
     // The first load under the warm URL fills the cache.
-    visitor.embed_widget_again(&[], "warm").await;
+    scene.visitor.embed_widget_again(&[], "warm").await;
     let mut warm = Vec::with_capacity(RUNS);
     for _ in 0..RUNS {
-        warm.push(visitor.embed_widget_again(&[], "warm").await);
+        warm.push(scene.visitor.embed_widget_again(&[], "warm").await);
     }
     println!(
         "script tag to a rendered badge, median of {RUNS} (min–max): cold {} ms, warm {} ms",
         summary(&mut cold),
         summary(&mut warm)
     );
-    visitor.close().await;
-    member.close().await;
+    scene.close().await;
 }
 
 /// "median (min–max)" in milliseconds.

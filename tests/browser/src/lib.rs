@@ -15,6 +15,8 @@
 //!
 //! - [`demo`] and [`console`] are the flows of the demo site and the operator console,
 //!   done as a person does them.
+//! - [`Stage`] (chromedriver and `palaver up`) and [`Scene`] (on a stage, the member
+//!   [`demo::MEMBER`] with a chat box and a visitor) are how a test begins.
 //!
 //! Screenshots go to `<target>/browser-artifacts/` ([`artifacts_dir`]), one PNG per shot.
 
@@ -22,6 +24,7 @@ mod browser;
 pub mod console;
 pub mod demo;
 mod palaver;
+mod scene;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -29,6 +32,7 @@ use std::time::{Duration, Instant};
 
 pub use browser::{Chromium, Page, Widget};
 pub use palaver::Palaver;
+pub use scene::{Scene, Stage};
 
 /// How long an expectation may take before the test fails: a guard against hanging, far
 /// above what any step needs, not a timing assertion.

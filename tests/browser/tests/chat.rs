@@ -4,8 +4,7 @@
 //! screen name, and HTML in a name or message is shown as text.
 
 use fantoccini::Locator;
-use palaver_browser_tests::demo::{self, MEMBER};
-use palaver_browser_tests::{Chromium, Page, Palaver, Widget, console, eventually};
+use palaver_browser_tests::{Page, Scene, Widget, console, demo, eventually};
 
 /// The other person of the demo site, who visits the member's profile signed in.
 const VISITOR: &str = "Rita Reader";
@@ -35,30 +34,33 @@ async fn start_anonymous_chat(visitor: &Page, profile: &url::Url, name: &str, te
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_anonymous_visitor_and_the_member_chat_and_a_reload_keeps_the_history() {
-    let Some(chromium) = Chromium::start().await else {
+    let Some(scene) = Scene::start().await else {
         return;
     };
-    let palaver = Palaver::up().await;
-    let member = chromium.session().await;
-    let visitor = chromium.session().await;
-    let profile = demo::member_with_chat_box(&member, &palaver, MEMBER).await;
-    demo::open_console(&member, &palaver).await;
+    demo::open_console(&scene.member, &scene.palaver).await;
 
-    start_anonymous_chat(&visitor, &profile, "Robin", "Hello, are you there?").await;
-    console::open_conversation(&member, "Robin").await;
+    start_anonymous_chat(
+        &scene.visitor,
+        &scene.profile,
+        "Robin",
+        "Hello, are you there?",
+    )
+    .await;
+    console::open_conversation(&scene.member, "Robin").await;
     assert_eq!(
-        console::verified_marker(&member, "Robin").await,
+        console::verified_marker(&scene.member, "Robin").await,
         "unverified",
         "an anonymous visitor is marked unverified"
     );
-    console::wait_for_message(&member, "Hello, are you there?").await;
+    console::wait_for_message(&scene.member, "Hello, are you there?").await;
 
     // The visitor types: the member sees it. The widget says "typing" at most every few
     // seconds, so the visitor goes on typing, as people do, until the member sees it.
-    let widget = visitor.widget();
+    let widget = scene.visitor.widget();
     widget.type_into("message-input", "I have a question").await;
     eventually("the member to see that the visitor is typing", || async {
-        let typing = member
+        let typing = scene
+            .member
             .client
             .find(Locator::Css("[data-part=\"typing\"]"))
             .await
@@ -78,7 +80,8 @@ async fn an_anonymous_visitor_and_the_member_chat_and_a_reload_keeps_the_history
     .await;
 
     // The member types: the visitor sees it; then the member's answer arrives.
-    member
+    scene
+        .member
         .type_into("[data-part=\"message-input\"]", "Yes, ")
         .await;
     widget
@@ -86,10 +89,12 @@ async fn an_anonymous_visitor_and_the_member_chat_and_a_reload_keeps_the_history
             !t.trim().is_empty()
         })
         .await;
-    member
+    scene
+        .member
         .type_into("[data-part=\"message-input\"]", "how can I help?")
         .await;
-    member
+    scene
+        .member
         .find("[data-part=\"send\"]")
         .await
         .click()
@@ -101,11 +106,11 @@ async fn an_anonymous_visitor_and_the_member_chat_and_a_reload_keeps_the_history
         })
         .await;
     widget.click("send").await;
-    console::wait_for_message(&member, "I have a question").await;
+    console::wait_for_message(&scene.member, "I have a question").await;
 
     // A reload keeps the conversation.
-    visitor.reload().await;
-    let widget = visitor.widget();
+    scene.visitor.reload().await;
+    let widget = scene.visitor.widget();
     open_panel(&widget).await;
     let history = widget
         .wait_for_text("messages", "the whole conversation after a reload", |t| {
@@ -122,24 +127,19 @@ async fn an_anonymous_visitor_and_the_member_chat_and_a_reload_keeps_the_history
         !widget.shows("name-input").await,
         "the visitor is not asked for a name again"
     );
-    visitor.close().await;
-    member.close().await;
+    scene.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signed_in_visitor_shows_in_the_console_as_verified_with_their_screen_name() {
-    let Some(chromium) = Chromium::start().await else {
+    let Some(scene) = Scene::start().await else {
         return;
     };
-    let palaver = Palaver::up().await;
-    let member = chromium.session().await;
-    let visitor = chromium.session().await;
-    let profile = demo::member_with_chat_box(&member, &palaver, MEMBER).await;
-    demo::open_console(&member, &palaver).await;
+    demo::open_console(&scene.member, &scene.palaver).await;
 
-    demo::sign_in(&visitor, &palaver, VISITOR).await;
-    visitor.goto(&profile).await;
-    let widget = visitor.widget();
+    demo::sign_in(&scene.visitor, &scene.palaver, VISITOR).await;
+    scene.visitor.goto(&scene.profile).await;
+    let widget = scene.visitor.widget();
     open_panel(&widget).await;
     widget.type_into("message-input", "Hi from a member").await;
     assert!(
@@ -148,44 +148,39 @@ async fn a_signed_in_visitor_shows_in_the_console_as_verified_with_their_screen_
     );
     widget.click("send").await;
 
-    console::open_conversation(&member, VISITOR).await;
+    console::open_conversation(&scene.member, VISITOR).await;
     assert_eq!(
-        console::verified_marker(&member, VISITOR).await,
+        console::verified_marker(&scene.member, VISITOR).await,
         "verified",
         "a signed-in visitor shows with their screen name, marked verified"
     );
-    console::wait_for_message(&member, "Hi from a member").await;
-    visitor.close().await;
-    member.close().await;
+    console::wait_for_message(&scene.member, "Hi from a member").await;
+    scene.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn html_in_a_name_or_a_message_shows_as_text() {
-    let Some(chromium) = Chromium::start().await else {
+    let Some(scene) = Scene::start().await else {
         return;
     };
-    let palaver = Palaver::up().await;
-    let member = chromium.session().await;
-    let visitor = chromium.session().await;
-    let profile = demo::member_with_chat_box(&member, &palaver, MEMBER).await;
-    demo::open_console(&member, &palaver).await;
+    demo::open_console(&scene.member, &scene.palaver).await;
 
     // Were any of these made into elements, the page's text would not show the tags
     // (and an inline handler could run where no CSP stops it).
     let name = "<b>Bold</b> <img src=x onerror=\"window.injected=1\">";
     let message = "<img src=y onerror=\"window.injected=2\"><i>not italic</i>";
-    start_anonymous_chat(&visitor, &profile, name, message).await;
-    console::open_conversation(&member, name).await;
-    console::wait_for_message(&member, message).await;
+    start_anonymous_chat(&scene.visitor, &scene.profile, name, message).await;
+    console::open_conversation(&scene.member, name).await;
+    console::wait_for_message(&scene.member, message).await;
     let answer = "<em>plain</em> & <u>text</u>";
-    console::send(&member, answer).await;
-    let widget = visitor.widget();
+    console::send(&scene.member, answer).await;
+    let widget = scene.visitor.widget();
     widget
         .wait_for_text("messages", "the member's answer as text", |t| {
             t.contains(answer)
         })
         .await;
-    for page in [&visitor, &member] {
+    for page in [&scene.visitor, &scene.member] {
         let injected = page.script("return window.injected ?? null;", vec![]).await;
         assert_eq!(
             injected,
@@ -193,6 +188,5 @@ async fn html_in_a_name_or_a_message_shows_as_text() {
             "a handler from the text ran"
         );
     }
-    visitor.close().await;
-    member.close().await;
+    scene.close().await;
 }

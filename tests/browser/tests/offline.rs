@@ -3,22 +3,17 @@
 //! with a valid signature.
 
 use fantoccini::Locator;
-use palaver_browser_tests::demo::{self, MEMBER};
-use palaver_browser_tests::{Chromium, Palaver, eventually};
+use palaver_browser_tests::{Scene, demo, eventually};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_offline_member_gets_the_message_in_the_console_and_the_site_a_signed_webhook() {
-    let Some(chromium) = Chromium::start().await else {
+    // The member has a chat box but no console open: offline.
+    let Some(scene) = Scene::start().await else {
         return;
     };
-    let palaver = Palaver::up().await;
-    let member = chromium.session().await;
-    let visitor = chromium.session().await;
-    // The member has a chat box but no console open: offline.
-    let profile = demo::member_with_chat_box(&member, &palaver, MEMBER).await;
 
-    visitor.goto(&profile).await;
-    let widget = visitor.widget();
+    scene.visitor.goto(&scene.profile).await;
+    let widget = scene.visitor.widget();
     if !widget.shows("offline-form").await {
         widget.click("open").await;
     }
@@ -38,8 +33,9 @@ async fn an_offline_member_gets_the_message_in_the_console_and_the_site_a_signed
         })
         .await;
 
-    demo::open_console(&member, &palaver).await;
-    member
+    demo::open_console(&scene.member, &scene.palaver).await;
+    scene
+        .member
         .wait_for_text(
             "[data-part=\"offline-messages\"]",
             "the message left",
@@ -48,12 +44,16 @@ async fn an_offline_member_gets_the_message_in_the_console_and_the_site_a_signed
         .await;
 
     // The demo site lists only deliveries whose signature verified.
-    member.goto(&palaver.demo_page("/webhooks")).await;
+    scene
+        .member
+        .goto(&scene.palaver.demo_page("/webhooks"))
+        .await;
     eventually(
         "the demo site to list a verified message.offline webhook",
         || async {
-            member.reload().await;
-            let delivery = member
+            scene.member.reload().await;
+            let delivery = scene
+                .member
                 .client
                 .find(Locator::Css("li.webhook[data-type=\"message.offline\"]"))
                 .await
@@ -67,6 +67,5 @@ async fn an_offline_member_gets_the_message_in_the_console_and_the_site_a_signed
         },
     )
     .await;
-    visitor.close().await;
-    member.close().await;
+    scene.close().await;
 }

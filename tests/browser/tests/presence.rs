@@ -1,8 +1,7 @@
 //! A status change in the console reaches the badge on a page that is already open
 //! (issue 6, item 5e): the test waits for the change to arrive, without timing it.
 
-use palaver_browser_tests::demo::{self, MEMBER};
-use palaver_browser_tests::{Chromium, Palaver, Widget, console, eventually};
+use palaver_browser_tests::{Scene, Widget, console, demo, eventually};
 
 /// Waits until the widget's host says `status` (`data-status`), and its status line says
 /// something (the status text in the page's language).
@@ -26,27 +25,22 @@ async fn wait_for_status(widget: &Widget<'_>, status: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_status_change_in_the_console_updates_the_badge_on_an_open_page() {
-    let Some(chromium) = Chromium::start().await else {
+    let Some(scene) = Scene::start().await else {
         return;
     };
-    let palaver = Palaver::up().await;
-    let member = chromium.session().await;
-    let visitor = chromium.session().await;
-    let profile = demo::member_with_chat_box(&member, &palaver, MEMBER).await;
 
-    visitor.goto(&profile).await;
-    let widget = visitor.widget();
+    scene.visitor.goto(&scene.profile).await;
+    let widget = scene.visitor.widget();
     wait_for_status(&widget, "offline").await;
 
-    demo::open_console(&member, &palaver).await;
+    demo::open_console(&scene.member, &scene.palaver).await;
     wait_for_status(&widget, "online").await;
-    console::set_status(&member, "busy").await;
+    console::set_status(&scene.member, "busy").await;
     wait_for_status(&widget, "busy").await;
-    console::set_status(&member, "be_right_back").await;
+    console::set_status(&scene.member, "be_right_back").await;
     wait_for_status(&widget, "be_right_back").await;
     // Invisible is offline to visitors.
-    console::set_status(&member, "invisible").await;
+    console::set_status(&scene.member, "invisible").await;
     wait_for_status(&widget, "offline").await;
-    visitor.close().await;
-    member.close().await;
+    scene.close().await;
 }

@@ -3,23 +3,22 @@
 //! the consent page; once enabled, the chat box is on the member's public profile.
 
 use fantoccini::Locator;
+use palaver_browser_tests::Stage;
 use palaver_browser_tests::demo::{self, Decision, MEMBER};
-use palaver_browser_tests::{Chromium, Palaver};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn approving_consent_enables_the_checkbox_that_puts_the_chat_box_on_the_profile() {
-    let Some(chromium) = Chromium::start().await else {
+    let Some(stage) = Stage::start().await else {
         return;
     };
-    let palaver = Palaver::up().await;
-    let member = chromium.session().await;
+    let member = stage.person().await;
 
-    demo::sign_in(&member, &palaver, MEMBER).await;
+    demo::sign_in(&member, &stage.palaver, MEMBER).await;
     assert!(
         !demo::checkbox_enabled(&member).await,
         "without a permission token the checkbox is disabled"
     );
-    let profile = demo::own_profile(&member, &palaver).await;
+    let profile = demo::own_profile(&member, &stage.palaver).await;
     member.goto(&profile).await;
     member.find("#no-chat").await;
     assert!(
@@ -31,14 +30,14 @@ async fn approving_consent_enables_the_checkbox_that_puts_the_chat_box_on_the_pr
         "the profile has no chat box before it is enabled"
     );
 
-    demo::decide_consent(&member, &palaver, Decision::Approve).await;
-    member.goto(&palaver.demo_page("/account")).await;
+    demo::decide_consent(&member, &stage.palaver, Decision::Approve).await;
+    member.goto(&stage.palaver.demo_page("/account")).await;
     let status = member.find("#permission-status").await;
     assert_eq!(
         status.attr("data-status").await.expect("the status"),
         Some("valid".to_owned())
     );
-    demo::enable_chat(&member, &palaver).await;
+    demo::enable_chat(&member, &stage.palaver).await;
 
     member.goto(&profile).await;
     let widget = member.widget();
@@ -53,20 +52,19 @@ async fn approving_consent_enables_the_checkbox_that_puts_the_chat_box_on_the_pr
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn denying_consent_leaves_the_checkbox_disabled() {
-    let Some(chromium) = Chromium::start().await else {
+    let Some(stage) = Stage::start().await else {
         return;
     };
-    let palaver = Palaver::up().await;
-    let member = chromium.session().await;
+    let member = stage.person().await;
 
-    demo::sign_in(&member, &palaver, MEMBER).await;
-    demo::decide_consent(&member, &palaver, Decision::Deny).await;
+    demo::sign_in(&member, &stage.palaver, MEMBER).await;
+    demo::decide_consent(&member, &stage.palaver, Decision::Deny).await;
     member
         .wait_for_text("#notice", "that the request was denied", |t| {
             t.contains("denied")
         })
         .await;
-    member.goto(&palaver.demo_page("/account")).await;
+    member.goto(&stage.palaver.demo_page("/account")).await;
     assert!(
         !demo::checkbox_enabled(&member).await,
         "after Deny the checkbox is still disabled"
