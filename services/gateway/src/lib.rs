@@ -45,6 +45,7 @@
 //! | `PALAVER_LIMIT_OFFLINE_MESSAGES_PER_IP_PER_HOUR` | offline messages per hour per client IP | `5` |
 //! | `PALAVER_LIMIT_OPEN_CONVERSATIONS_PER_VISITOR` | open conversations per visitor | `3` |
 //! | `PALAVER_WS_HEARTBEAT_SECONDS` | how often the operator devices of the process are heartbeated to presence, all in one `BatchHeartbeat`; keep it well within presence's TTL | `10` |
+//! | `PALAVER_WS_PING_SECONDS` | how often the gateway pings each WebSocket; a client that has not answered by the next ping is dropped | `25` |
 //! | `PALAVER_WS_SEND_QUEUE` | events a WebSocket may have waiting before it is closed as a slow consumer | `256` |
 //! | `PALAVER_WEBHOOK_RETRY_SECONDS` | comma-separated waits, in seconds, before the second, third, … attempt at a webhook event; after the last it is given up. Together they must be shorter than the event stream keeps events (7 days) | `5,300,1800,7200,18000,36000,36000` (Standard Webhooks: 8 attempts over 27.6 h) |
 //! | `PALAVER_WEBHOOK_TIMEOUT_SECONDS` | how long one webhook request may take | `10` |
@@ -91,6 +92,9 @@ const FORGET_IDLE_EVERY: Duration = Duration::from_secs(60);
 /// Bus events a WebSocket may have waiting, unless configured otherwise.
 const DEFAULT_WS_SEND_QUEUE: usize = 256;
 
+/// How often each WebSocket is pinged, unless configured otherwise.
+const DEFAULT_WS_PING_EVERY: Duration = Duration::from_secs(25);
+
 /// How often operator devices are heartbeated, unless configured otherwise: well
 /// within presence's default TTL (30 s).
 const DEFAULT_HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
@@ -125,6 +129,9 @@ pub struct GatewayConfig {
     pub limits: Limits,
     /// Bus events a WebSocket may have waiting before it is a slow consumer.
     pub ws_send_queue: usize,
+    /// How often each WebSocket is pinged; a client that has not answered by the next
+    /// ping is dropped.
+    pub ws_ping_every: Duration,
     /// How often the operator devices of this process are heartbeated to presence
     /// (one `BatchHeartbeat` for all of them); well within presence's TTL.
     pub heartbeat_every: Duration,
@@ -157,7 +164,12 @@ impl GatewayConfig {
             trusted_proxies: env.parse_or("PALAVER_TRUSTED_PROXIES", TrustedProxies::none())?,
             max_body_bytes: env.parse_or("PALAVER_MAX_BODY_BYTES", 64 * 1024)?,
             ws_send_queue: ws_send_queue(env)?,
-            heartbeat_every: heartbeat_every(env)?,
+            ws_ping_every: every_or(env, "PALAVER_WS_PING_SECONDS", DEFAULT_WS_PING_EVERY)?,
+            heartbeat_every: every_or(
+                env,
+                "PALAVER_WS_HEARTBEAT_SECONDS",
+                DEFAULT_HEARTBEAT_EVERY,
+            )?,
             webhooks: webhook_config(env)?,
             limits: Limits {
                 sessions_per_ip_per_minute: limit(
@@ -197,6 +209,7 @@ impl GatewayConfig {
             max_body_bytes: 64 * 1024,
             limits: Limits::default(),
             ws_send_queue: DEFAULT_WS_SEND_QUEUE,
+            ws_ping_every: DEFAULT_WS_PING_EVERY,
             heartbeat_every: DEFAULT_HEARTBEAT_EVERY,
             webhooks: WebhookConfig::default(),
         }
@@ -240,14 +253,12 @@ fn ws_send_queue(env: &Env) -> Result<usize, ConfigError> {
     Ok(queue)
 }
 
-fn heartbeat_every(env: &Env) -> Result<Duration, ConfigError> {
-    let every = env.seconds_or(
-        "PALAVER_WS_HEARTBEAT_SECONDS",
-        DEFAULT_HEARTBEAT_EVERY.as_secs(),
-    )?;
+/// A period in whole seconds, at least one.
+fn every_or(env: &Env, var: &str, default: Duration) -> Result<Duration, ConfigError> {
+    let every = env.seconds_or(var, default.as_secs())?;
     if every.is_zero() {
         return Err(ConfigError {
-            var: "PALAVER_WS_HEARTBEAT_SECONDS".to_owned(),
+            var: var.to_owned(),
             message: "must be at least 1".to_owned(),
         });
     }
@@ -474,6 +485,7 @@ mod tests {
         assert_eq!(config.nats_url.as_deref(), Some("nats://nats:4222"));
         assert_eq!(config.bus_prefix, "palaver");
         assert_eq!(config.webhooks, WebhookConfig::default());
+        assert_eq!(config.ws_ping_every, Duration::from_secs(25));
         assert!(!format!("{config:?}").contains("an-admin-token-long-enough"));
     }
 
@@ -491,6 +503,7 @@ mod tests {
             ("PALAVER_CONVERSATION_URL", "https://conversation:50053"),
             ("PALAVER_WS_SEND_QUEUE", "0"),
             ("PALAVER_WS_HEARTBEAT_SECONDS", "0"),
+            ("PALAVER_WS_PING_SECONDS", "0"),
             ("PALAVER_WEBHOOK_RETRY_SECONDS", "5,x"),
             ("PALAVER_WEBHOOK_RETRY_SECONDS", ","),
             ("PALAVER_WEBHOOK_TIMEOUT_SECONDS", "0"),

@@ -5,6 +5,7 @@ use std::hash::{BuildHasher, Hasher, RandomState};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use palaver_kit::bus::{EventBus, Journal};
 use palaver_kit::config::ExposeSecret;
@@ -20,6 +21,7 @@ use crate::domain::rate_limit::RateLimiter;
 use crate::http::ws::devices::Devices;
 use crate::http::ws::fanout::Fanout;
 use crate::identity::{ConversationClient, IdentityClient, PresenceClient};
+use crate::webhooks::WebhookCache;
 
 /// The clients of the services behind the gateway.
 pub struct Clients {
@@ -41,6 +43,7 @@ struct Shared {
     next_socket: AtomicU64,
     process_token: u64,
     ws_send_queue: usize,
+    ws_ping_every: Duration,
     ws_messages: RateLimiter<(String, String)>,
     verifier: TokenVerifier,
     admin_token_digest: [u8; 32],
@@ -52,6 +55,7 @@ struct Shared {
     visitor_sessions: RateLimiter<(String, IpAddr)>,
     offline_messages: RateLimiter<(String, IpAddr)>,
     webhook_attempts: Arc<dyn Journal>,
+    webhook_cache: WebhookCache,
 }
 
 impl AppState {
@@ -72,6 +76,7 @@ impl AppState {
             next_socket: AtomicU64::new(1),
             process_token: RandomState::new().build_hasher().finish(),
             ws_send_queue: config.ws_send_queue,
+            ws_ping_every: config.ws_ping_every,
             ws_messages: RateLimiter::default(),
             verifier,
             admin_token_digest: Sha256::digest(config.admin_token.expose_secret().as_bytes())
@@ -84,6 +89,7 @@ impl AppState {
             visitor_sessions: RateLimiter::default(),
             offline_messages: RateLimiter::default(),
             webhook_attempts,
+            webhook_cache: WebhookCache::default(),
         }))
     }
 
@@ -125,6 +131,11 @@ impl AppState {
     /// Bus events a socket may have waiting before it is a slow consumer.
     pub fn ws_send_queue(&self) -> usize {
         self.0.ws_send_queue
+    }
+
+    /// How often each socket is pinged.
+    pub fn ws_ping_every(&self) -> Duration {
+        self.0.ws_ping_every
     }
 
     /// WebSocket messages per (app, session holder).
@@ -186,6 +197,11 @@ impl AppState {
     /// The log of webhook attempts, per app.
     pub fn webhook_attempts(&self) -> &Arc<dyn Journal> {
         &self.0.webhook_attempts
+    }
+
+    /// The apps' webhook settings as the webhook worker keeps them.
+    pub fn webhook_cache(&self) -> &WebhookCache {
+        &self.0.webhook_cache
     }
 
     /// Lets the rate limiters forget clients whose buckets filled up again.

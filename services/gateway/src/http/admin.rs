@@ -335,6 +335,11 @@ async fn delete_app(
     State(state): State<AppState>,
     ApiPath(AppId { app_id }): ApiPath<AppId>,
 ) -> ApiResult<StatusCode> {
-    call(state.identity().delete_app(pb::DeleteAppRequest { app_id })).await?;
+    let deleted = call(state.identity().delete_app(pb::DeleteAppRequest {
+        app_id: app_id.clone(),
+    }))
+    .await;
+    state.webhook_cache().forget(&app_id);
+    deleted?;
     Ok(StatusCode::NO_CONTENT)
 }

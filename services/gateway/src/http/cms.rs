@@ -258,12 +258,14 @@ async fn set_webhook(
     ApiJson(settings): ApiJson<WebhookSettings>,
 ) -> ApiResult<Json<Webhook>> {
     let webhook = call(state.identity().set_webhook(pb::SetWebhookRequest {
-        app_id: app.app_id,
+        app_id: app.app_id.clone(),
         url: settings.url,
         events: settings.events,
     }))
-    .await?;
-    Ok(Json(webhook.into()))
+    .await;
+    // Even after a failed call: the webhook may have changed all the same.
+    state.webhook_cache().forget(&app.app_id);
+    Ok(Json(webhook?.into()))
 }
 
 /// Reads the app's webhook.

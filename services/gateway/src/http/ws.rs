@@ -1,14 +1,19 @@
 //! `GET /v1/ws`: the WebSocket of the widget, the console and the CLI (DESIGN.md,
 //! "WebSocket protocol").
 //!
-//! A connection is two tasks: the session (reads client frames, calls the services,
-//! turns bus events into frames) and the writer (sends frames, in order). An idle
-//! connection costs little memory: small socket buffers, and the work a frame or an event
-//! starts is allocated only while it runs. Bus events
-//! reach the session through the process-wide [`fanout::Fanout`] and a bounded queue;
-//! when the queue is full the writer sends `error{code:"slow_consumer"}` and closes,
-//! and the client catches up with `resume`. Each socket delivers a message once (by
-//! sequence number per conversation), whether it came live or from `resume`.
+//! A connection is one task: the session reads client frames, calls the services, turns
+//! bus events into frames and writes them, in order, into the socket's write buffer,
+//! which it flushes while it goes on reading. An idle connection costs little memory:
+//! small socket buffers, and the work a frame or an event starts is allocated only while
+//! it runs. Bus events reach the session through the process-wide [`fanout::Fanout`] and
+//! a bounded queue; when the queue is full the session sends
+//! `error{code:"slow_consumer"}` and closes, and the client catches up with `resume`.
+//! Each socket delivers a message once (by sequence number per conversation), whether it
+//! came live or from `resume`. The server pings every `PALAVER_WS_PING_SECONDS`; a client
+//! that has not answered by the next ping is dropped. When the token of the hello
+//! expires (past the verifier's leeway, so that a hello with it again is refused too),
+//! the session sends `error{code:"token_expired"}` and closes; the client says hello
+//! again with a fresh token and resumes.
 //!
 //! The first frame is `hello` with a visitor session token or an operator access token,
 //! verified locally, or, for a page that only shows presence (the widget before anyone
@@ -30,13 +35,14 @@ mod frames;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::State;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use futures::stream::{SplitSink, SplitStream};
 use futures::{SinkExt, StreamExt};
 use http::HeaderMap;
 use opentelemetry::trace::TraceContextExt as _;
@@ -49,6 +55,7 @@ use palaver_proto::identity::v1 as idpb;
 use palaver_proto::presence::v1 as presence;
 use prost::Message as _;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tracing::Instrument as _;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use utoipa_axum::router::OpenApiRouter;
@@ -76,15 +83,14 @@ const MAX_MESSAGE_BYTES: usize = 32 * 1024;
 const READ_BUFFER_BYTES: usize = 1024;
 const WRITE_BUFFER_BYTES: usize = 8 * 1024;
 const MAX_WRITE_BUFFER_BYTES: usize = 64 * 1024;
-/// Frames the session may have waiting for the writer.
-const WRITER_QUEUE: usize = 64;
 /// How long a new socket has to say hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
-/// How often the server pings; a client that has not answered the previous ping by
-/// the next one is dropped.
-const PING_EVERY: Duration = Duration::from_secs(25);
-/// How long a slow consumer gets to take its `slow_consumer` frame before it is cut.
-const SLOW_CONSUMER_GRACE: Duration = Duration::from_secs(5);
+/// How long a closing socket gets to take its last frames (a slow consumer its
+/// `slow_consumer` error) before it is cut.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+/// How long past its `exp` [`palaver_kit::tokens::TokenVerifier`] still accepts a token:
+/// 30 s of leeway, to the whole second.
+const TOKEN_LEEWAY: Duration = Duration::from_secs(31);
 /// The most endpoints one `presence.watch` may name.
 const MAX_WATCHED_ENDPOINTS: usize = 100;
 /// Messages per `ListMessages` page while resuming.
@@ -151,59 +157,79 @@ async fn serve(state: AppState, socket: WebSocket, origin: Option<String>) {
     metrics::gauge!("palaver_gateway_ws_connections").increment(1.0);
     let (sink, mut stream) = socket.split();
     let (outbox, events, slow) = Outbox::new(state.ws_send_queue());
-    let (out, frames) = mpsc::channel(WRITER_QUEUE);
-    let writer = tokio::spawn(write(sink, frames, slow));
+    let mut out = Outgoing {
+        sink,
+        slow,
+        unflushed: false,
+    };
     // What a socket does now and then (hello, a frame, an event, closing) is boxed while
     // it runs, so the future an idle socket keeps is only its waiting state.
-    let greeted = Box::pin(hello(&state, &mut stream, &out, origin, outbox)).await;
-    if let Some(mut session) = greeted {
-        session.run(&mut stream, events).await;
-        Box::pin(session.close()).await;
+    match Box::pin(hello(&state, &mut stream, &mut out, origin)).await {
+        Some((party, limits)) => {
+            let you = party.you();
+            let mut session = Session::new(state, party, limits, out, outbox);
+            match Box::pin(session.start(you)).await {
+                Ok(()) => session.run(&mut stream, events).await,
+                Err(error) => {
+                    let _ = session.out.send(&error_frame(&error, None)).await;
+                }
+            }
+            Box::pin(session.close()).await;
+        }
+        None => Box::pin(out.close()).await,
     }
-    drop(out);
-    let _ = writer.await;
     metrics::gauge!("palaver_gateway_ws_connections").decrement(1.0);
 }
 
-/// Sends the session's frames in order; on a slow consumer, says so and closes.
-async fn write(
-    mut sink: futures::stream::SplitSink<WebSocket, Message>,
-    mut frames: mpsc::Receiver<Message>,
+/// The writing side of a socket. A frame goes into the WebSocket's write buffer, which
+/// the session's loop flushes while it goes on reading, so frames leave in order and a
+/// socket needs no task of its own to write; a frame waits only while the buffer is
+/// full ([`WRITE_BUFFER_BYTES`]) and the client takes nothing. Once the socket is
+/// flagged a slow consumer, nothing is written but the `slow_consumer` error.
+struct Outgoing {
+    sink: SplitSink<WebSocket, Message>,
     slow: Arc<SlowFlag>,
-) {
-    loop {
-        tokio::select! {
-            biased;
-            () = slow.raised() => break,
-            next = frames.recv() => {
-                let Some(frame) = next else {
-                    let _ = sink.close().await;
-                    return;
-                };
-                tokio::select! {
-                    biased;
-                    () = slow.raised() => break,
-                    sent = sink.send(frame) => if sent.is_err() { return },
-                }
-            }
-        }
-    }
-    let frame = ServerFrame::error(
-        ErrorCode::SlowConsumer.as_str(),
-        "the connection fell behind; reconnect and resume",
-        None,
-    );
-    let _ = tokio::time::timeout(SLOW_CONSUMER_GRACE, async {
-        sink.send(Message::text(frame.to_json())).await?;
-        sink.close().await
-    })
-    .await;
+    /// Frames were written since the buffer was last flushed.
+    unflushed: bool,
 }
 
-async fn send(out: &mpsc::Sender<Message>, frame: &ServerFrame) -> Result<(), Closed> {
-    out.send(Message::text(frame.to_json()))
-        .await
-        .map_err(|_| Closed)
+impl Outgoing {
+    async fn send(&mut self, frame: &ServerFrame) -> Result<(), Closed> {
+        self.write(Message::text(frame.to_json())).await
+    }
+
+    async fn write(&mut self, message: Message) -> Result<(), Closed> {
+        self.unflushed = true;
+        tokio::select! {
+            biased;
+            () = self.slow.raised() => Err(Closed),
+            written = self.sink.feed(message) => written.map_err(|_| Closed),
+        }
+    }
+
+    /// Sends what was written.
+    async fn flush(&mut self) -> Result<(), Closed> {
+        let flushed = self.sink.flush().await;
+        self.unflushed = false;
+        flushed.map_err(|_| Closed)
+    }
+
+    /// Sends what is left, tells a slow consumer why, and closes; a client that takes
+    /// none of it is cut after [`CLOSE_GRACE`].
+    async fn close(&mut self) {
+        let _ = tokio::time::timeout(CLOSE_GRACE, async {
+            if self.slow.is_raised() {
+                let frame = ServerFrame::error(
+                    ErrorCode::SlowConsumer.as_str(),
+                    "the connection fell behind; reconnect and resume",
+                    None,
+                );
+                self.sink.feed(Message::text(frame.to_json())).await?;
+            }
+            self.sink.close().await
+        })
+        .await;
+    }
 }
 
 /// What a socket is, by its hello.
@@ -235,11 +261,24 @@ struct Party {
     lang: String,
 }
 
+impl Party {
+    /// Who the welcome says the socket belongs to.
+    fn you(&self) -> You {
+        You {
+            kind: self.kind.as_str(),
+            app_id: self.app.clone(),
+            id: self.claims.as_ref().map(|claims| claims.sub.clone()),
+            display_name: self.claims.as_ref().map(|claims| claims.name.clone()),
+            verified: self.claims.as_ref().is_some_and(|claims| claims.verified),
+        }
+    }
+}
+
 /// Reads the first frame: who says hello, or why the socket is refused (`None`: it
 /// closed without a word).
 async fn read_hello(
     state: &AppState,
-    stream: &mut futures::stream::SplitStream<WebSocket>,
+    stream: &mut SplitStream<WebSocket>,
 ) -> Option<Result<Party, Error>> {
     let first = match tokio::time::timeout(HELLO_TIMEOUT, next_text(stream)).await {
         Ok(Some(Ok(text))) => text,
@@ -287,50 +326,41 @@ async fn read_hello(
     })
 }
 
-/// Waits for `hello`, checks the token and the origin; the session, or `None` when the
-/// socket is refused (it was told why).
+/// Waits for `hello`, checks the token and the origin; who said it and the app's
+/// limits, or `None` when the socket is refused (it was told why).
 async fn hello(
     state: &AppState,
-    stream: &mut futures::stream::SplitStream<WebSocket>,
-    out: &mpsc::Sender<Message>,
+    stream: &mut SplitStream<WebSocket>,
+    out: &mut Outgoing,
     origin: Option<String>,
-    outbox: Outbox,
-) -> Option<Session> {
-    let refuse = |error: Error| async move {
-        let _ = send(out, &error_frame(&error, None)).await;
+) -> Option<(Party, Limits)> {
+    let admitted = match read_hello(state, stream).await? {
+        Ok(party) => admit(state, party, origin.as_deref()).await,
+        Err(error) => Err(error),
     };
-    let party = match read_hello(state, stream).await? {
-        Ok(party) => party,
+    match admitted {
+        Ok(admitted) => Some(admitted),
         Err(error) => {
-            refuse(error).await;
-            return None;
-        }
-    };
-    let app = match call(state.identity().get_app(idpb::GetAppRequest {
-        app_id: party.app.clone(),
-    }))
-    .await
-    {
-        Ok(app) => app,
-        Err(error) => {
-            refuse(error).await;
-            return None;
-        }
-    };
-    if let Err(error) = check_origin(state, party.kind, origin.as_deref(), &app.origins) {
-        refuse(error).await;
-        return None;
-    }
-    let limits = state.limits_for(&overrides(app.limits));
-    let mut session = Session::new(state.clone(), party, limits, out.clone(), outbox);
-    match session.start().await {
-        Ok(()) => Some(session),
-        Err(error) => {
-            refuse(error).await;
-            session.close().await;
+            let _ = out.send(&error_frame(&error, None)).await;
             None
         }
     }
+}
+
+/// Checks that the party's app exists and allows the socket's origin; answers the
+/// app's limits.
+async fn admit(
+    state: &AppState,
+    party: Party,
+    origin: Option<&str>,
+) -> Result<(Party, Limits), Error> {
+    let app = call(state.identity().get_app(idpb::GetAppRequest {
+        app_id: party.app.clone(),
+    }))
+    .await?;
+    check_origin(state, party.kind, origin, &app.origins)?;
+    let limits = state.limits_for(&overrides(app.limits));
+    Ok((party, limits))
 }
 
 /// A visitor's or a watcher's socket comes from one of the app's origins or the
@@ -364,9 +394,7 @@ fn check_origin(
 }
 
 /// The next text frame; `None` when the socket closed. Binary frames are refused.
-async fn next_text(
-    stream: &mut futures::stream::SplitStream<WebSocket>,
-) -> Option<Result<String, Error>> {
+async fn next_text(stream: &mut SplitStream<WebSocket>) -> Option<Result<String, Error>> {
     loop {
         match stream.next().await? {
             Ok(Message::Text(text)) => return Some(Ok(text.as_str().to_owned())),
@@ -379,6 +407,15 @@ async fn next_text(
     }
 }
 
+/// When the socket of a token whose `exp` is `exp` (Unix seconds) closes, on this
+/// process's clock: once a new hello with the token would be refused.
+fn expiry(exp: i64) -> Option<Instant> {
+    let at = UNIX_EPOCH
+        .checked_add(Duration::from_secs(u64::try_from(exp).ok()?))?
+        .checked_add(TOKEN_LEEWAY)?;
+    Instant::now().checked_add(at.duration_since(SystemTime::now()).unwrap_or_default())
+}
+
 fn error_frame(error: &Error, reference: Option<String>) -> ServerFrame {
     ServerFrame::error(error.code.as_str(), error.message.clone(), reference)
 }
@@ -387,16 +424,16 @@ fn error_frame(error: &Error, reference: Option<String>) -> ServerFrame {
 struct Session {
     state: AppState,
     id: SocketId,
-    app: String,
     kind: SocketKind,
-    /// The token's claims; a watcher has none, and may only watch presence.
-    claims: Option<Claims>,
-    /// How the conversation service knows the caller (a watcher never calls it).
+    /// How the conversation service knows the caller (a watcher never calls it): the
+    /// app, and the visitor or member of the token (a watcher has none).
     caller: conv::Caller,
+    /// When the socket closes because its token expired; a watcher's never does.
+    expires: Option<Instant>,
     /// The language of presence frames' `status_text`.
     lang: String,
     limits: Limits,
-    out: mpsc::Sender<Message>,
+    out: Outgoing,
     outbox: Outbox,
     /// The subjects this socket watches.
     subjects: HashSet<String>,
@@ -413,13 +450,7 @@ struct Session {
 }
 
 impl Session {
-    fn new(
-        state: AppState,
-        party: Party,
-        limits: Limits,
-        out: mpsc::Sender<Message>,
-        outbox: Outbox,
-    ) -> Self {
+    fn new(state: AppState, party: Party, limits: Limits, out: Outgoing, outbox: Outbox) -> Self {
         let caller = match (&party.claims, party.kind) {
             (Some(claims), SocketKind::Visitor) => visitor_caller(claims),
             (Some(claims), _) => conv::Caller {
@@ -429,17 +460,16 @@ impl Session {
                 ..conv::Caller::default()
             },
             (None, _) => conv::Caller {
-                app_id: party.app.clone(),
+                app_id: party.app,
                 ..conv::Caller::default()
             },
         };
         Session {
             id: state.next_socket_id(),
             state,
-            app: party.app,
             kind: party.kind,
-            claims: party.claims,
             caller,
+            expires: party.claims.and_then(|claims| expiry(claims.exp)),
             lang: party.lang,
             limits,
             out,
@@ -457,41 +487,42 @@ impl Session {
         self.kind == SocketKind::Operator
     }
 
+    fn app(&self) -> &str {
+        &self.caller.app_id
+    }
+
     /// The member or visitor id of the token (a watcher's is empty).
     fn subject(&self) -> &str {
-        self.claims
-            .as_ref()
-            .map_or("", |claims| claims.sub.as_str())
+        match &self.caller.who {
+            Some(conv::caller::Who::VisitorId(id) | conv::caller::Who::MemberId(id)) => id,
+            None => "",
+        }
     }
 
     /// An operator comes online as a new device and hears of new chats; then welcome.
-    async fn start(&mut self) -> Result<(), Error> {
+    async fn start(&mut self, you: You) -> Result<(), Error> {
         if self.is_operator() {
             let member = self.subject().to_owned();
-            let inbox = format!("{}.member.{member}.inbox", self.app);
+            let inbox = format!("{}.member.{member}.inbox", self.app());
             self.watch(inbox).await?;
             let device = presence::Device {
-                app_id: self.app.clone(),
+                app_id: self.app().to_owned(),
                 member_id: member,
                 device_id: format!("ws-{:016x}-{}", self.state.process_token(), self.id),
             };
             self.device = Some(device.clone());
             self.set_status(Status::Online).await?;
         }
-        let you = You {
-            kind: self.kind.as_str(),
-            app_id: self.app.clone(),
-            id: self.claims.as_ref().map(|claims| claims.sub.clone()),
-            display_name: self.claims.as_ref().map(|claims| claims.name.clone()),
-            verified: self.claims.as_ref().is_some_and(|claims| claims.verified),
-        };
-        send(&self.out, &ServerFrame::Welcome { you })
+        self.out
+            .send(&ServerFrame::Welcome { you })
             .await
             .map_err(|_| Error::new(ErrorCode::Unavailable, "the connection closed"))
     }
 
-    /// Leaves every subject and, for an operator, disconnects the device.
+    /// Closes the socket, leaves every subject and, for an operator, disconnects the
+    /// device.
     async fn close(&mut self) {
+        self.out.close().await;
         let subjects: Vec<String> = self.subjects.drain().collect();
         self.state.fanout().leave(subjects, self.id).await;
         if let Some(device) = self.device.take() {
@@ -508,20 +539,27 @@ impl Session {
         }
     }
 
+    /// Reads the client's frames and the bus events, and writes what they start, until
+    /// the socket closes, falls behind, stops answering pings or its token expires.
     async fn run(
         &mut self,
-        stream: &mut futures::stream::SplitStream<WebSocket>,
+        stream: &mut SplitStream<WebSocket>,
         mut events: mpsc::Receiver<Arc<Event>>,
     ) {
-        let mut ping = tokio::time::interval(PING_EVERY);
-        ping.tick().await;
+        let slow = self.out.slow.clone();
+        let ping_every = self.state.ws_ping_every();
+        let ping = tokio::time::sleep(ping_every);
+        let expired = tokio::time::sleep_until(self.expires.unwrap_or_else(Instant::now));
+        tokio::pin!(ping, expired);
         loop {
             let step = tokio::select! {
+                () = slow.raised() => Err(Closed),
+                flushed = self.out.flush(), if self.out.unflushed => flushed,
                 frame = stream.next() => match frame {
                     Some(Ok(Message::Text(text))) => Box::pin(self.on_text(text.as_str())).await,
                     Some(Ok(Message::Binary(_))) => {
                         let error = Error::invalid("frame", "frames are JSON text");
-                        send(&self.out, &error_frame(&error, None)).await
+                        self.out.send(&error_frame(&error, None)).await
                     }
                     Some(Ok(Message::Pong(_))) => {
                         self.awaiting_pong = false;
@@ -534,8 +572,14 @@ impl Session {
                     let span = deliver_span(&event, self.kind);
                     Box::pin(self.on_event(&event).instrument(span)).await
                 }
-                _ = ping.tick() => self.ping().await,
-                () = self.out.closed() => Err(Closed),
+                () = &mut ping => {
+                    ping.as_mut().reset(Instant::now() + ping_every);
+                    self.ping().await
+                }
+                () = &mut expired, if self.expires.is_some() => {
+                    let error = Error::new(ErrorCode::TokenExpired, "the token expired; reconnect");
+                    self.out.send(&error_frame(&error, None)).await.and(Err(Closed))
+                }
             };
             if step.is_err() {
                 return;
@@ -549,9 +593,8 @@ impl Session {
         }
         self.awaiting_pong = true;
         self.out
-            .send(Message::Ping(Bytes::from_static(b"palaver")))
+            .write(Message::Ping(Bytes::from_static(b"palaver")))
             .await
-            .map_err(|_| Closed)
     }
 
     async fn on_text(&mut self, text: &str) -> Result<(), Closed> {
@@ -559,7 +602,7 @@ impl Session {
             Ok(frame) => frame,
             Err(error) => {
                 let error = Error::invalid("frame", format!("not a client frame: {error}"));
-                return send(&self.out, &error_frame(&error, None)).await;
+                return self.out.send(&error_frame(&error, None)).await;
             }
         };
         let reference = match &frame {
@@ -583,7 +626,7 @@ impl Session {
         };
         match self.on_frame(frame).instrument(span).await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(error)) => send(&self.out, &error_frame(&error, reference)).await,
+            Ok(Err(error)) => self.out.send(&error_frame(&error, reference)).await,
             Err(Closed) => Err(Closed),
         }
     }
@@ -603,7 +646,7 @@ impl Session {
         }
         match frame {
             ClientFrame::Hello { .. } => Ok(Err(Error::invalid("type", "hello was already said"))),
-            ClientFrame::Ping => send(&self.out, &ServerFrame::Pong).await.map(Ok),
+            ClientFrame::Ping => self.out.send(&ServerFrame::Pong).await.map(Ok),
             ClientFrame::PresenceWatch { endpoints } => self.watch_presence(endpoints).await,
             ClientFrame::PresenceSet { status } => {
                 if !self.is_operator() {
@@ -686,7 +729,7 @@ impl Session {
         };
         let open: Vec<idpb::ChatEndpoint> = resolved
             .into_iter()
-            .filter(|e| e.open && e.app_id == self.app)
+            .filter(|e| e.open && e.app_id == self.app())
             .collect();
         for endpoint in &endpoints {
             if !open.iter().any(|e| &e.endpoint == endpoint) {
@@ -694,21 +737,23 @@ impl Session {
                     ErrorCode::NotFound,
                     format!("no open chat endpoint {endpoint} in this app"),
                 );
-                send(&self.out, &error_frame(&error, Some(endpoint.clone()))).await?;
+                self.out
+                    .send(&error_frame(&error, Some(endpoint.clone())))
+                    .await?;
             }
         }
         if open.is_empty() {
             return Ok(Ok(()));
         }
         for endpoint in &open {
-            let subject = format!("{}.presence.{}", self.app, endpoint.member_id);
+            let subject = format!("{}.presence.{}", self.app(), endpoint.member_id);
             if let Err(error) = self.watch(subject).await {
                 return Ok(Err(error));
             }
         }
         let current = call(
             self.state.presence().batch_get(presence::BatchGetRequest {
-                app_id: self.app.clone(),
+                app_id: self.app().to_owned(),
                 targets: open
                     .iter()
                     .map(|e| presence::Target {
@@ -739,16 +784,14 @@ impl Session {
             return Ok(());
         }
         let status = status_of(member.status()).visible();
-        send(
-            &self.out,
-            &ServerFrame::Presence {
+        self.out
+            .send(&ServerFrame::Presence {
                 endpoint: member.endpoint,
                 status: status.as_str(),
                 status_text: status.text(&self.lang),
                 accepts_chats: status.accepts_chats(),
-            },
-        )
-        .await
+            })
+            .await
     }
 
     async fn open(&mut self, endpoint: String) -> Result<Result<(), Error>, Closed> {
@@ -777,9 +820,8 @@ impl Session {
 
     async fn send_conversation(&mut self, c: conv::Conversation) -> Result<(), Closed> {
         let visitor = c.visitor.clone().unwrap_or_default();
-        send(
-            &self.out,
-            &ServerFrame::Conversation {
+        self.out
+            .send(&ServerFrame::Conversation {
                 state: crate::http::conversations::state_name(c.state()),
                 id: c.id,
                 endpoint: c.endpoint,
@@ -788,9 +830,8 @@ impl Session {
                     display_name: visitor.display_name,
                     verified: visitor.verified,
                 },
-            },
-        )
-        .await
+            })
+            .await
     }
 
     /// Watches the events of a conversation this socket may see.
@@ -799,7 +840,8 @@ impl Session {
             return Ok(());
         }
         for kind in ["msg", "state", "typing"] {
-            self.watch(format!("{}.conv.{id}.{kind}", self.app)).await?;
+            self.watch(format!("{}.conv.{id}.{kind}", self.app()))
+                .await?;
         }
         self.conversations.insert(id.to_owned());
         Ok(())
@@ -828,7 +870,7 @@ impl Session {
         client_id: String,
         text: String,
     ) -> Result<Result<(), Error>, Closed> {
-        let key = (self.app.clone(), self.subject().to_owned());
+        let key = (self.app().to_owned(), self.subject().to_owned());
         if let Err(limited) = self
             .state
             .ws_messages()
@@ -861,15 +903,13 @@ impl Session {
         match sent {
             Ok(sent) => {
                 let message = sent.message.unwrap_or_default();
-                send(
-                    &self.out,
-                    &ServerFrame::MessageAck {
+                self.out
+                    .send(&ServerFrame::MessageAck {
                         client_id: message.client_id.clone(),
                         id: message.id.clone(),
                         seq: message.seq,
-                    },
-                )
-                .await?;
+                    })
+                    .await?;
                 self.deliver(message).await.map(Ok)
             }
             Err(error) => Ok(Err(error)),
@@ -890,7 +930,7 @@ impl Session {
             )),
             ..events::ConversationStateEvent::default()
         };
-        let subject = format!("{}.conv.{conversation}.typing", self.app);
+        let subject = format!("{}.conv.{conversation}.typing", self.app());
         self.state
             .fanout()
             .bus()
@@ -959,9 +999,8 @@ impl Session {
         if !fresh {
             return Ok(());
         }
-        send(
-            &self.out,
-            &ServerFrame::Message {
+        self.out
+            .send(&ServerFrame::Message {
                 from: sender_name(message.from()),
                 conversation: message.conversation_id,
                 seq: message.seq,
@@ -969,9 +1008,8 @@ impl Session {
                 client_id: message.client_id,
                 text: message.text,
                 sent_at: timestamp(message.sent_at),
-            },
-        )
-        .await
+            })
+            .await
     }
 
     async fn on_event(&mut self, event: &Event) -> Result<(), Closed> {
@@ -1016,15 +1054,13 @@ impl Session {
         match state.kind {
             Some(Kind::Opened(c) | Kind::Closed(c)) => self.send_conversation(c).await,
             Some(Kind::Read(read)) => {
-                send(
-                    &self.out,
-                    &ServerFrame::Read {
+                self.out
+                    .send(&ServerFrame::Read {
                         conversation,
                         seq: read.seq,
                         by: sender_name(read.by()),
-                    },
-                )
-                .await
+                    })
+                    .await
             }
             Some(Kind::Typing(typing)) => {
                 let own = if self.is_operator() {
@@ -1035,14 +1071,12 @@ impl Session {
                 if typing.from() == own {
                     return Ok(());
                 }
-                send(
-                    &self.out,
-                    &ServerFrame::Typing {
+                self.out
+                    .send(&ServerFrame::Typing {
                         conversation,
                         from: sender_name(typing.from()),
-                    },
-                )
-                .await
+                    })
+                    .await
             }
             None => Ok(()),
         }

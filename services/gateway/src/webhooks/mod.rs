@@ -9,6 +9,11 @@
 //! events stream keeps events far longer than the schedule lasts (checked at start).
 //! Every attempt is recorded in the journal of [`attempts`], which the CMS API lists.
 //!
+//! Each event needs its app's webhook settings, which identity keeps; the worker keeps
+//! them for 5 seconds ([`cache::KEEP_FOR`]) so that a burst of events costs one call. A
+//! webhook set through this gateway applies to its next event, one set through another
+//! gateway within those 5 seconds.
+//!
 //! Which events exist and their JSON are in [`events`]. Requests time out after
 //! [`WebhookConfig::timeout`], follow no redirects, and at most
 //! [`WebhookConfig::concurrency`] are in flight per gateway. On the in-process bus of
@@ -20,6 +25,7 @@
 //! waiting included).
 
 pub mod attempts;
+pub mod cache;
 pub mod events;
 pub mod schedule;
 
@@ -27,9 +33,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
-use palaver_kit::ErrorCode;
 use palaver_kit::bus::{Delivery, DurableConsumer, EventBus, Journal, Settlement};
 use palaver_kit::shutdown::Shutdown;
+use palaver_kit::{Error, ErrorCode};
 use palaver_proto::identity::v1 as pb;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -37,6 +43,8 @@ use tokio::task::JoinSet;
 use crate::identity::call;
 use crate::state::AppState;
 use attempts::{AttemptOutcome, WebhookAttempt};
+use cache::AppWebhook;
+pub use cache::WebhookCache;
 use events::{Payload, WebhookEvent};
 pub use schedule::RetrySchedule;
 
@@ -226,27 +234,21 @@ impl Sender {
                 return self.settle(delivery, Settlement::Done).await;
             }
         };
-        let webhook = call(self.state.identity().get_webhook(pb::GetWebhookRequest {
-            app_id: event.app_id.clone(),
-        }))
-        .await;
-        let tried = match webhook {
+        let tried = match self.webhook(&event.app_id).await {
             // The app is gone, and its events with it.
-            Err(error) if error.code == ErrorCode::NotFound => {
-                return self.settle(delivery, Settlement::Done).await;
-            }
+            Ok(None) => return self.settle(delivery, Settlement::Done).await,
             Err(error) => Tried {
                 url: None,
                 status: None,
                 error: Some(format!("the app's webhook could not be read: {error}")),
             },
-            Ok(webhook)
+            Ok(Some(webhook))
                 if webhook.url.is_empty()
                     || !webhook.events.iter().any(|e| e == event.kind.name()) =>
             {
                 return self.settle(delivery, Settlement::Done).await;
             }
-            Ok(webhook) => self.send(&event, webhook).await,
+            Ok(Some(webhook)) => self.send(&event, webhook).await,
         };
         let delivered = tried
             .status
@@ -295,6 +297,23 @@ impl Sender {
             tracing::error!(error = %error_chain(&error), event_id = %event.event_id, "cannot record a webhook attempt");
         }
         self.settle(delivery, settlement).await;
+    }
+
+    /// The app's webhook, as kept in the gateway's [`WebhookCache`] or else read from
+    /// identity; `None` when the app is gone.
+    async fn webhook(&self, app_id: &str) -> Result<AppWebhook, Error> {
+        let mut identity = self.state.identity();
+        let request = pb::GetWebhookRequest {
+            app_id: app_id.to_owned(),
+        };
+        let fetch = || async move {
+            match call(identity.get_webhook(request)).await {
+                Ok(webhook) => Ok(Some(webhook)),
+                Err(error) if error.code == ErrorCode::NotFound => Ok(None),
+                Err(error) => Err(error),
+            }
+        };
+        self.state.webhook_cache().get(app_id, fetch).await
     }
 
     /// POSTs the event to the app's webhook URL, signed with its secret.

@@ -1,8 +1,8 @@
 //! Webhooks: each event type reaches a real receiver (an HTTP server on port 0) signed
 //! as Standard Webhooks specifies; a failing receiver gets the event again until it
 //! answers 2xx, every attempt listed; a gateway stopped mid-retry leaves the event to the
-//! next one; unsubscribed events are not sent; the delivery log's auth, paging and
-//! cursors; the OpenAPI document's `webhooks`.
+//! next one; unsubscribed events are not sent; a changed webhook applies to the next
+//! event; the delivery log's auth, paging and cursors; the OpenAPI document's `webhooks`.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -509,6 +509,72 @@ async fn only_subscribed_events_are_sent() {
     assert!(
         receiver.received.try_recv().is_err(),
         "nothing else was sent"
+    );
+}
+
+#[tokio::test]
+async fn a_changed_webhook_applies_to_the_next_event() {
+    let t = spawn().await;
+    let mut old = Receiver::start().await;
+    let mut new = Receiver::start().await;
+    let app = t.create_app().await;
+    let secret = set_webhook(&t, &app, &old.url, &["member.permission_changed"]).await;
+    let granted = t.granted_member(&app, "owner").await;
+    let endpoint = granted["endpoint"].as_str().unwrap().to_owned();
+    // The gateway has read the webhook for this event, and keeps it a while.
+    let first = old.next().await;
+    first.verify(&secret);
+    assert_eq!(first.json()["type"], "member.permission_changed");
+    attempts_of(&t, &t.base, &app, &first.id, 1, "delivered").await;
+
+    set_webhook(&t, &app, &new.url, &["message.offline"]).await;
+    // Unsubscribed now: a permission change; subscribed now: an offline message.
+    t.granted_member(&app, "second").await;
+    let visitor = t.visitor_token(&app, &endpoint, "Guest").await;
+    let left = t
+        .request(
+            Method::POST,
+            &format!("/v1/endpoints/{endpoint}/offline-messages"),
+        )
+        .header("origin", SITE)
+        .json(&json!({"session_token": visitor, "text": "Later"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(left.status(), StatusCode::ACCEPTED);
+
+    let received = new.next().await;
+    received.verify(&secret);
+    assert_eq!(received.json()["type"], "message.offline");
+    let attempts = attempts_of(&t, &t.base, &app, &received.id, 1, "delivered").await;
+    assert_eq!(attempts[0]["url"], new.url.as_str());
+    let log = deliveries(&t, &t.base, &app, "").await;
+    let sent: Vec<(&str, &str)> = log["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["event_type"].as_str().unwrap(),
+                a["url"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        sent,
+        [
+            ("message.offline", new.url.as_str()),
+            ("member.permission_changed", old.url.as_str())
+        ],
+        "{log}"
+    );
+    assert!(
+        old.received.try_recv().is_err(),
+        "nothing more to the old URL"
+    );
+    assert!(
+        new.received.try_recv().is_err(),
+        "nothing else to the new URL"
     );
 }
 

@@ -1,18 +1,21 @@
 //! The WebSocket: visitors and operators chatting (messages, acks, typing, read),
 //! resume without loss or doubles, two gateways sharing the load, presence on a
 //! watching socket and on a watch-only (token-less) socket, origin rules, bad frames, the per-session message limit and slow
-//! consumers.
+//! consumers, sockets closed when their token expires or when they stop answering pings.
 
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use palaver_proto::conversation::v1 as conv;
 use palaver_proto::events::v1 as events;
 use prost::Message as _;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use tokio::io::AsyncReadExt;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use crate::helpers::{App, SITE, TestGateway, Ws, json_of, spawn, spawn_configured, spawn_with};
 
@@ -639,4 +642,86 @@ async fn a_consumer_that_falls_behind_is_told_and_closed() {
         assert_eq!(frame["type"], "typing");
     }
     assert!(visitor.next().await.is_none(), "then the socket closes");
+}
+
+#[tokio::test]
+async fn a_socket_is_closed_when_its_token_expires() {
+    let t = spawn().await;
+    let (app, endpoint, _) = t.open_chat(json!({})).await;
+    let fresh = t.visitor_token(&app, &endpoint, "Guest").await;
+    let claims = t.verifier().verify(&fresh).await.unwrap();
+    // A token identity signed a lifetime ago, less a few seconds, expires in a few
+    // seconds, counting the 30 s the gateway's verifier allows past `exp`.
+    let age_ms = (claims.exp - claims.iat + 30 - 5) * 1000;
+    t.identity_clock.shift_ms(-age_ms);
+    let token = t.visitor_token(&app, &endpoint, "Guest").await;
+    t.identity_clock.shift_ms(age_ms);
+
+    let mut visitor = t.ws(Some(SITE)).await;
+    visitor.hello(&token).await;
+    let expired = visitor.frame().await;
+    assert_eq!(
+        expired,
+        json!({"type": "error", "code": "token_expired", "message": "the token expired; reconnect"})
+    );
+    assert!(visitor.next().await.is_none(), "then the socket closes");
+
+    let mut again = t.ws(Some(SITE)).await;
+    again.send(json!({"type": "hello", "token": token})).await;
+    again.refused("token_expired").await;
+}
+
+#[tokio::test]
+async fn a_client_that_never_answers_pings_is_dropped() {
+    let t = spawn_with(|gateway| gateway.ws_ping_every = Duration::from_secs(1)).await;
+    let (app, endpoint, _) = t.open_chat(json!({})).await;
+    let token = t.visitor_token(&app, &endpoint, "Guest").await;
+    let mut answering = t.ws(Some(SITE)).await;
+    answering.hello(&token).await;
+
+    let mut request = format!("{}/v1/ws", t.base.replacen("http://", "ws://", 1))
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("origin", SITE.parse().unwrap());
+    let (mut silent, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    silent
+        .send(WsMessage::text(
+            json!({"type": "hello", "token": token}).to_string(),
+        ))
+        .await
+        .unwrap();
+    let welcome = silent.next().await.unwrap().unwrap();
+    assert!(welcome.to_text().unwrap().contains("welcome"), "{welcome}");
+    // From here on the client reads the raw bytes, so nothing answers the pings, while
+    // the other client keeps reading (and answering) until the silent one is dropped.
+    let mut received = Vec::new();
+    let dropped = tokio::time::timeout(
+        Duration::from_secs(20),
+        silent.get_mut().read_to_end(&mut received),
+    );
+    let kept = async {
+        loop {
+            answering.drain().await;
+        }
+    };
+    tokio::select! {
+        read = dropped => {
+            read.expect("the gateway drops the silent client").unwrap();
+        }
+        _ = kept => {}
+    }
+    assert!(
+        received.windows(9).any(|frame| frame == b"\x89\x07palaver"),
+        "it was pinged: {received:?}"
+    );
+    assert!(
+        received.ends_with(&[0x88, 0x00]),
+        "a close frame, then the end of the stream: {received:?}"
+    );
+    assert!(
+        answering.drain().await.is_empty(),
+        "the answering client stays"
+    );
 }

@@ -34,10 +34,15 @@ pub struct SlowFlag {
 }
 
 impl SlowFlag {
+    /// Whether the flag was raised.
+    pub fn is_raised(&self) -> bool {
+        self.raised.load(Ordering::Acquire)
+    }
+
     /// Waits until the flag is raised.
     pub async fn raised(&self) {
         let notified = self.notify.notified();
-        if self.raised.load(Ordering::Acquire) {
+        if self.is_raised() {
             return;
         }
         notified.await;
