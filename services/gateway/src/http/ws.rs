@@ -961,6 +961,16 @@ impl Session {
         if let Err(error) = self.join(&conversation).await {
             return Ok(Err(error));
         }
+        self.catch_up(&conversation, after_seq).await
+    }
+
+    /// Delivers every message of a watched conversation after `after_seq` that this
+    /// socket did not have yet.
+    async fn catch_up(
+        &mut self,
+        conversation: &str,
+        after_seq: u64,
+    ) -> Result<Result<(), Error>, Closed> {
         let mut after = after_seq;
         loop {
             let page = call(
@@ -968,7 +978,7 @@ impl Session {
                     .conversation()
                     .list_messages(conv::ListMessagesRequest {
                         caller: Some(self.caller.clone()),
-                        conversation_id: conversation.clone(),
+                        conversation_id: conversation.to_owned(),
                         page: Some(conv::list_messages_request::Page::AfterSeq(after)),
                         limit: RESUME_PAGE,
                     }),
@@ -1020,10 +1030,17 @@ impl Session {
                 return Ok(());
             };
             if let Some(events::inbox_event::Kind::ConversationStarted(c)) = inbox.kind {
-                if self.watch_conversation(&c.id).await.is_err() {
+                let id = c.id.clone();
+                let new = !self.conversations.contains(&id);
+                if self.watch_conversation(&id).await.is_err() {
                     return Ok(());
                 }
-                return self.send_conversation(c).await;
+                self.send_conversation(c).await?;
+                // The first messages may have been published before this socket's
+                // subscription existed: fetched once, and repeats are not delivered.
+                if new && let Err(error) = self.catch_up(&id, 0).await? {
+                    tracing::debug!(%error, conversation = %id, "cannot fetch a new conversation's first messages");
+                }
             }
         } else if subject.ends_with(".msg") {
             let Ok(message) = events::MessageEvent::decode(payload) else {

@@ -725,3 +725,35 @@ async fn a_client_that_never_answers_pings_is_dropped() {
         "the answering client stays"
     );
 }
+
+#[tokio::test]
+async fn an_operator_gets_the_first_messages_of_a_chat_announced_after_they_were_published() {
+    let t = spawn().await;
+    let (app, endpoint, _) = t.open_chat(json!({})).await;
+    let mut inbox = t
+        .bus
+        .subscribe(&format!("{}.member.*.inbox", app.app_id))
+        .await
+        .unwrap();
+    let token = t.visitor_token(&app, &endpoint, "Early").await;
+    let (_visitor, id) = t.visitor_chat(&token, &endpoint).await;
+    let started = tokio::time::timeout(Duration::from_secs(20), inbox.next())
+        .await
+        .expect("the conversation is announced")
+        .unwrap();
+
+    // The operator's socket subscribes only when a chat is announced, so a message
+    // published before that is not seen live: announcing the chat again (as if the
+    // announcement had overtaken its first message) must still bring message 1.
+    let mut operator = t.ws(None).await;
+    operator.hello(&t.operator_token(&app, "owner").await).await;
+    t.bus
+        .publish(&started.subject, started.payload.clone())
+        .await
+        .unwrap();
+    operator.until("conversation", |f| f["id"] == id).await;
+    let first = operator.until("message", |f| f["conversation"] == id).await;
+    assert_eq!(first["seq"], 1);
+    assert_eq!(first["text"], "Hello there");
+    assert_eq!(first["client_id"], "c1");
+}
