@@ -20,6 +20,8 @@ use crate::error::{Error, ErrorCode};
 /// The `iss` and `aud` of every Palaver access token.
 pub const ISSUER: &str = "palaver";
 pub const AUDIENCE: &str = "palaver";
+/// How long past its `exp` a token is still accepted (clock skew between services).
+pub const LEEWAY_SECONDS: u64 = 30;
 
 /// Whom an access token was issued to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -140,7 +142,7 @@ impl TokenVerifier {
         validation.set_issuer(&[ISSUER]);
         validation.set_audience(&[AUDIENCE]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        validation.leeway = 30;
+        validation.leeway = LEEWAY_SECONDS;
         match jsonwebtoken::decode::<Claims>(token, &key, &validation) {
             Ok(data) => Ok(data.claims),
             Err(e) if matches!(e.kind(), jsonwebtoken::errors::ErrorKind::ExpiredSignature) => Err(

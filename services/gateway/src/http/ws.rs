@@ -88,9 +88,6 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a closing socket gets to take its last frames (a slow consumer its
 /// `slow_consumer` error) before it is cut.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
-/// How long past its `exp` [`palaver_kit::tokens::TokenVerifier`] still accepts a token:
-/// 30 s of leeway, to the whole second.
-const TOKEN_LEEWAY: Duration = Duration::from_secs(31);
 /// The most endpoints one `presence.watch` may name.
 const MAX_WATCHED_ENDPOINTS: usize = 100;
 /// Messages per `ListMessages` page while resuming.
@@ -412,7 +409,8 @@ async fn next_text(stream: &mut SplitStream<WebSocket>) -> Option<Result<String,
 fn expiry(exp: i64) -> Option<Instant> {
     let at = UNIX_EPOCH
         .checked_add(Duration::from_secs(u64::try_from(exp).ok()?))?
-        .checked_add(TOKEN_LEEWAY)?;
+        // The verifier's leeway, and a second more: it compares whole seconds.
+        .checked_add(Duration::from_secs(palaver_kit::tokens::LEEWAY_SECONDS + 1))?;
     Instant::now().checked_add(at.duration_since(SystemTime::now()).unwrap_or_default())
 }
 
