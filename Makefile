@@ -23,7 +23,7 @@ fmt: ## Format the code
 deps: ## Install what the tests and helm-check need when it is missing (idempotent)
 	bash scripts/deps.sh
 
-bench: ## Run the benchmarks and print their figures
+bench: deps ## Run the benchmarks and print their figures (installs what they need first)
 	$(CARGO) bench -p palaver-identity --bench identity
 	$(CARGO) bench -p palaver-presence --bench presence
 	$(CARGO) bench -p palaver-conversation --bench conversation
