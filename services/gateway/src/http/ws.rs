@@ -111,6 +111,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
 ///   the hello is refused with `origin_not_allowed`; an unknown app with `not_found`.
 /// - **`lang`** on either hello (`en`, `de`, `fr`, `es`, `ru`; others read English):
 ///   the language of `status_text` in this socket's `presence` frames.
+/// - **Token expiry**: when the hello's token runs out, the socket is sent
+///   `error{code:"token_expired"}` and closed; reconnect with a fresh token and `resume`.
 #[utoipa::path(
     get,
     path = "/v1/ws",
