@@ -7,7 +7,7 @@ use palaver_proto::conversation::v1 as conv;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{App, SITE, TestGateway, json_of, problem, spawn};
+use crate::helpers::{App, TestGateway, json_of, problem, spawn};
 
 /// A request with an operator (or any) bearer token.
 async fn with_token(t: &TestGateway, token: &str, method: Method, path: &str) -> reqwest::Response {
@@ -114,15 +114,11 @@ async fn an_operator_reads_their_conversations_transcripts_and_offline_messages(
     .await;
     assert_eq!(empty, json!({"offline_messages": [], "next_cursor": null}));
     let left = t
-        .request(
-            Method::POST,
-            &format!("/v1/endpoints/{endpoint}/offline-messages"),
+        .leave_offline_message(
+            &endpoint,
+            json!({"session_token": visitor, "text": "Call me back", "email": "guest@example.org"}),
         )
-        .header("origin", SITE)
-        .json(&json!({"session_token": visitor, "text": "Call me back", "email": "guest@example.org"}))
-        .send()
-        .await
-        .unwrap();
+        .await;
     let left = json_of(left, StatusCode::ACCEPTED).await;
     let offline = json_of(
         with_token(&t, &operator, Method::GET, "/v1/me/offline-messages").await,

@@ -286,6 +286,20 @@ impl TestGateway {
         self.http.request(method, self.url(path))
     }
 
+    /// A visitor leaves `message` (`{"session_token","text","email"?}`) for the member
+    /// behind `endpoint`, from the app's site.
+    pub async fn leave_offline_message(&self, endpoint: &str, message: Value) -> reqwest::Response {
+        self.request(
+            Method::POST,
+            &format!("/v1/endpoints/{endpoint}/offline-messages"),
+        )
+        .header("origin", SITE)
+        .json(&message)
+        .send()
+        .await
+        .unwrap()
+    }
+
     /// A request with the admin token.
     pub fn admin(&self, method: Method, path: &str) -> RequestBuilder {
         self.request(method, path).bearer_auth(ADMIN_TOKEN)

@@ -17,7 +17,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use crate::helpers::{ADMIN_TOKEN, App, SITE, TestGateway, json_of, problem, spawn, spawn_with};
+use crate::helpers::{ADMIN_TOKEN, App, TestGateway, json_of, problem, spawn, spawn_with};
 
 /// How long a test waits for a webhook it must get: a guard against hanging, not a
 /// timing assertion. Generous, because a gateway that stops may hold an event until the
@@ -276,15 +276,11 @@ async fn every_event_type_arrives_signed_with_its_data() {
     assert!(data["sent_at"].is_string(), "{data}");
 
     let left = t
-        .request(
-            Method::POST,
-            &format!("/v1/endpoints/{endpoint}/offline-messages"),
+        .leave_offline_message(
+            &endpoint,
+            json!({"session_token": visitor, "text": "Call me back", "email": "guest@example.org"}),
         )
-        .header("origin", SITE)
-        .json(&json!({"session_token": visitor, "text": "Call me back", "email": "guest@example.org"}))
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(left.status(), StatusCode::ACCEPTED);
     let offline = receiver.next_of("message.offline").await;
     offline.verify(&secret);
@@ -483,15 +479,11 @@ async fn only_subscribed_events_are_sent() {
     let visitor = t.visitor_token(&app, &endpoint, "Guest").await;
     let _chat = t.visitor_chat(&visitor, &endpoint).await;
     let left = t
-        .request(
-            Method::POST,
-            &format!("/v1/endpoints/{endpoint}/offline-messages"),
+        .leave_offline_message(
+            &endpoint,
+            json!({"session_token": visitor, "text": "Later"}),
         )
-        .header("origin", SITE)
-        .json(&json!({"session_token": visitor, "text": "Later"}))
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(left.status(), StatusCode::ACCEPTED);
 
     let received = receiver.next().await;
@@ -532,15 +524,11 @@ async fn a_changed_webhook_applies_to_the_next_event() {
     t.granted_member(&app, "second").await;
     let visitor = t.visitor_token(&app, &endpoint, "Guest").await;
     let left = t
-        .request(
-            Method::POST,
-            &format!("/v1/endpoints/{endpoint}/offline-messages"),
+        .leave_offline_message(
+            &endpoint,
+            json!({"session_token": visitor, "text": "Later"}),
         )
-        .header("origin", SITE)
-        .json(&json!({"session_token": visitor, "text": "Later"}))
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(left.status(), StatusCode::ACCEPTED);
 
     let received = new.next().await;
