@@ -107,19 +107,24 @@ impl Conversations {
         caller: &Caller,
         conversation: Conversation,
     ) -> Result<ConversationView, Error> {
-        let unread = match caller.role_in(&conversation)? {
+        let role = caller.role_in(&conversation)?;
+        let unread = match role {
             Role::Participant(side) => conversation.unread_for(side),
             Role::App => 0,
         };
-        let visitor_blocked = !self
-            .store
-            .blocked_among(
-                &conversation.app_id,
-                &conversation.member_id,
-                &[conversation.visitor.visitor_id.as_str()],
-            )
-            .await?
-            .is_empty();
+        // Only the member and the app are told of a block: it is theirs to lift.
+        let visitor_blocked = match role {
+            Role::Participant(Sender::Visitor) => false,
+            Role::Participant(Sender::Member) | Role::App => !self
+                .store
+                .blocked_among(
+                    &conversation.app_id,
+                    &conversation.member_id,
+                    &[conversation.visitor.visitor_id.as_str()],
+                )
+                .await?
+                .is_empty(),
+        };
         Ok(ConversationView {
             conversation,
             unread,
