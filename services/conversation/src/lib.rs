@@ -25,7 +25,7 @@
 //! | `PALAVER_DRAIN_SECONDS` | how long a SIGTERM waits for work in flight | `20` |
 //! | `PALAVER_LIMIT_OPEN_CONVERSATIONS_PER_VISITOR` | open conversations a visitor may have, unless the app sets its own | `3` |
 //! | `PALAVER_GROUP_COMMIT_WINDOW_MICROS` | how long a batch of sends gathers (at most 2000) | `2000` |
-//! | `PALAVER_GROUP_COMMIT_MAX_BATCH` | the most sends in one commit | `256` |
+//! | `PALAVER_GROUP_COMMIT_MAX_BATCH` | the most sends in one commit | `32` |
 //! | `PALAVER_RETENTION_INTERVAL_SECONDS` | how often old messages are deleted | `3600` |
 //!
 //! `palaver-conversation migrate` reads `PALAVER_DATABASE_URL` only. `/readyz` checks
@@ -88,7 +88,10 @@ impl ConversationConfig {
                 message: "must be at most 2000 (2 ms)".into(),
             });
         }
-        let max_batch: usize = env.parse_or("PALAVER_GROUP_COMMIT_MAX_BATCH", 256)?;
+        let max_batch: usize = env.parse_or(
+            "PALAVER_GROUP_COMMIT_MAX_BATCH",
+            GroupCommitConfig::default().max_batch,
+        )?;
         if !(1..=1000).contains(&max_batch) {
             return Err(ConfigError {
                 var: "PALAVER_GROUP_COMMIT_MAX_BATCH".into(),
@@ -383,7 +386,7 @@ mod tests {
         assert_eq!(config.policy, Policy::default());
         assert_eq!(config.policy.open_conversations_per_visitor, 3);
         assert_eq!(config.group_commit.window, Duration::from_millis(2));
-        assert_eq!(config.group_commit.max_batch, 256);
+        assert_eq!(config.group_commit.max_batch, 32);
         assert_eq!(config.retention_interval, Duration::from_secs(3600));
     }
 
