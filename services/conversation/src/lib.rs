@@ -50,7 +50,6 @@ use palaver_kit::config::{CommonConfig, ConfigError, Env};
 use palaver_kit::db::{Backend, Database};
 use palaver_kit::shutdown::{Shutdown, drain};
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::directory::Directory;
@@ -200,7 +199,6 @@ fn exit(message: &str) -> ! {
 pub struct ConversationService {
     conversations: Arc<Conversations>,
     relay: Relay,
-    committed: Arc<Notify>,
     writer: JoinHandle<()>,
     writer_stop: Shutdown,
     grpc: TcpListener,
@@ -238,13 +236,11 @@ impl ConversationService {
             },
             ..config.group_commit
         };
-        let committed = Arc::new(Notify::new());
         let writer_stop = Shutdown::new();
         let (group_commit, writer) = GroupCommit::start(
             store.clone(),
             group_commit_config,
             clock.clone(),
-            committed.clone(),
             writer_stop.clone(),
         );
         let relay = Relay::new(store.clone(), bus, clock.clone());
@@ -266,7 +262,6 @@ impl ConversationService {
         Ok(ConversationService {
             conversations,
             relay,
-            committed,
             writer,
             writer_stop,
             grpc,
@@ -304,11 +299,7 @@ impl ConversationService {
             shutdown.clone(),
         ));
         let admin = tokio::spawn(self.admin.run(shutdown.clone()));
-        let relay = tokio::spawn(
-            self.relay
-                .clone()
-                .run(self.committed.clone(), shutdown.clone()),
-        );
+        let relay = tokio::spawn(self.relay.clone().run(shutdown.clone()));
         let retention = tokio::spawn(retain_periodically(
             self.conversations.clone(),
             self.retention_interval,

@@ -9,6 +9,11 @@
 //! pass hands what it published to a mark running beside the next passes, which skip
 //! those events until the mark has deleted them.
 //!
+//! The events committed in this process are also [`handoff`]ed to its relay, which
+//! publishes them without reading the table when it published their streams' previous
+//! events itself; it reads the table at its start, every half second (events committed
+//! by other replicas), after a failure, and whenever a handed event cannot follow on.
+//!
 //! Order: the events of one stream (a conversation) are published one after the other,
 //! in commit order, and a stream stops at its first failure, so nothing is published
 //! ahead of an event that failed; different streams are published concurrently. While
@@ -20,6 +25,7 @@
 //! carries that trace on over the bus.
 
 pub mod events;
+pub mod handoff;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -29,21 +35,24 @@ use futures::StreamExt;
 use palaver_kit::Error;
 use palaver_kit::bus::{BusError, EventBus};
 use palaver_kit::shutdown::Shutdown;
-use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tracing::Instrument as _;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::domain::Clock;
+use crate::outbox::handoff::Handed;
 use crate::store::{PendingEvent, Store};
 
 /// The most events one pass reads.
 const BATCH: u32 = 1000;
 /// Streams published at once.
 const CONCURRENT_STREAMS: usize = 64;
-/// How often the relay looks for events when nothing woke it (events committed by
-/// another replica).
+/// How often the relay reads the table when events are handed to it (for events
+/// committed by another replica).
 const POLL: Duration = Duration::from_millis(500);
+/// Streams whose newest published event the relay remembers; past that it forgets them
+/// all, and their next events are read from the table.
+const REMEMBERED_STREAMS: usize = 100_000;
 /// Backoff after a failed publish.
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -152,62 +161,97 @@ impl Relay {
     /// One pass: read the waiting events, publish them, mark those published.
     #[tracing::instrument(skip(self))]
     pub async fn relay_once(&self) -> Result<Pass, Error> {
-        let (pass, published) = self.publish_pending(&HashSet::new()).await?;
+        let (pass, published) = self
+            .publish_pending(&HashSet::new(), &mut Published::default())
+            .await?;
         self.mark_published(&published).await?;
         Ok(pass)
     }
 
     /// Reads the waiting events but those in `skip` (published, being marked), publishes
     /// them, and returns what the pass did and the ids it published.
-    async fn publish_pending(&self, skip: &HashSet<String>) -> Result<(Pass, Vec<String>), Error> {
+    async fn publish_pending(
+        &self,
+        skip: &HashSet<String>,
+        published: &mut Published,
+    ) -> Result<(Pass, Vec<String>), Error> {
         let mut events = self.pending().await?;
         let full = events.len() >= BATCH as usize;
         events.retain(|event| !skip.contains(&event.event_id));
+        Ok(self.publish_recorded(events, full, published).await)
+    }
+
+    /// Publishes `events`, records what was published in `published` and the metrics,
+    /// and returns what the pass did and the ids it published.
+    async fn publish_recorded(
+        &self,
+        events: Vec<PendingEvent>,
+        full: bool,
+        published: &mut Published,
+    ) -> (Pass, Vec<String>) {
         if events.is_empty() {
-            return Ok((
-                Pass {
-                    full,
-                    ..Pass::default()
-                },
-                Vec::new(),
-            ));
+            let pass = Pass {
+                full,
+                ..Pass::default()
+            };
+            return (pass, Vec::new());
         }
-        let (published, error) = self.publish(&events).await;
+        let (ids, error) = self.publish(&events).await;
         metrics::counter!("palaver_conversation_events_published_total")
-            .increment(published.len() as u64);
-        metrics::histogram!("palaver_conversation_relay_batch_size").record(published.len() as f64);
+            .increment(ids.len() as u64);
+        metrics::histogram!("palaver_conversation_relay_batch_size").record(ids.len() as f64);
         let now = self.clock.now_ms();
-        let published_ids: HashSet<&str> = published.iter().map(String::as_str).collect();
+        let published_ids: HashSet<&str> = ids.iter().map(String::as_str).collect();
         for event in events
             .iter()
             .filter(|e| published_ids.contains(e.event_id.as_str()))
         {
             metrics::histogram!("palaver_conversation_outbox_lag_seconds")
                 .record((now - event.created_at).max(0) as f64 / 1000.0);
+            published.record(event);
         }
         let pass = Pass {
-            published: published.len(),
+            published: ids.len(),
             failed: error.map(|e| palaver_kit::error::error_chain(&e)),
             full,
         };
-        Ok((pass, published))
+        (pass, ids)
     }
 
-    /// Relays until `stop` triggers: after every commit (`wake`), every half second
-    /// otherwise, with a growing pause while publishing fails. What was published is
-    /// marked beside the next passes; at the end, every mark is finished.
-    pub async fn run(self, wake: Arc<Notify>, stop: Shutdown) {
+    /// Relays until `stop` triggers: the events handed over after every commit, the
+    /// table's every half second and whenever the handed ones do not suffice, with a
+    /// growing pause while publishing fails. What was published is marked beside the
+    /// next passes; at the end, every mark is finished.
+    pub async fn run(self, stop: Shutdown) {
+        let handoff = self.store.handoff();
         let mut marking = Marking::new(self.store.clone());
+        let mut published = Published::default();
+        // Events left by an earlier run are in the table only.
+        let mut read_table = true;
+        let mut next_read = tokio::time::Instant::now();
         let mut backoff = MIN_BACKOFF;
         let mut last_housekeeping = tokio::time::Instant::now();
         let mut failing = false;
         loop {
             marking.settle_if_done().await;
+            let (handed, dropped) = handoff.take();
+            let now = tokio::time::Instant::now();
+            let outcome = if read_table || dropped || now >= next_read {
+                next_read = now + POLL;
+                // What was handed is committed, so the table holds it until published.
+                read_table = false;
+                self.publish_pending(&marking.unmarked, &mut published)
+                    .await
+            } else {
+                let (events, complete) = published.follow_on(handed);
+                read_table = !complete;
+                Ok(self.publish_recorded(events, false, &mut published).await)
+            };
             // A full batch of events still being marked: the next pass waits for the mark.
             let mut blocked_by_marks = false;
-            let pause = match self.publish_pending(&marking.unmarked).await {
-                Ok((pass, published)) => {
-                    marking.add(published);
+            let pause = match outcome {
+                Ok((pass, ids)) => {
+                    marking.add(ids);
                     match pass.failed {
                         None => {
                             if std::mem::take(&mut failing) {
@@ -215,16 +259,18 @@ impl Relay {
                             }
                             backoff = MIN_BACKOFF;
                             blocked_by_marks = pass.full && pass.published == 0;
-                            if pass.full && !blocked_by_marks {
+                            read_table |= pass.full;
+                            if read_table && !blocked_by_marks {
                                 Duration::ZERO
                             } else {
-                                POLL
+                                next_read.saturating_duration_since(now)
                             }
                         }
                         Some(error) => {
                             if !std::mem::replace(&mut failing, true) {
                                 tracing::warn!(%error, "cannot publish events; they wait in the outbox");
                             }
+                            read_table = true;
                             backoff = (backoff * 2).min(MAX_BACKOFF);
                             backoff
                         }
@@ -232,6 +278,7 @@ impl Relay {
                 }
                 Err(error) => {
                     tracing::warn!(%error, "cannot read the outbox");
+                    read_table = true;
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                     backoff
                 }
@@ -251,7 +298,7 @@ impl Relay {
                         marking.finish().await;
                         return;
                     }
-                    () = wake.notified(), if !failing => break,
+                    () = handoff.handed(), if !failing && !blocked_by_marks => break,
                     () = &mut sleep => break,
                     () = marking.settled() => if blocked_by_marks { break },
                 }
@@ -270,6 +317,53 @@ impl Relay {
             }
             Err(error) => tracing::warn!(%error, "cannot measure the outbox"),
         }
+    }
+}
+
+/// The order key of the newest event this relay published, per stream.
+#[derive(Debug, Default)]
+struct Published(HashMap<String, i64>);
+
+impl Published {
+    fn record(&mut self, event: &PendingEvent) {
+        if self.0.len() >= REMEMBERED_STREAMS && !self.0.contains_key(&event.stream) {
+            self.0.clear();
+        }
+        self.0.insert(event.stream.clone(), event.event_at);
+    }
+
+    /// Of the events handed over, those that can be published now without reading the
+    /// table, in order: per stream, each event whose predecessor was published by this
+    /// relay (or comes just before it here), leaving out those published already. False
+    /// when some stream's events cannot follow on: the table must be read for them.
+    fn follow_on(&self, mut handed: Vec<Handed>) -> (Vec<PendingEvent>, bool) {
+        handed.sort_unstable_by(|a, b| {
+            (a.event.stream.as_str(), a.event.event_at)
+                .cmp(&(b.event.stream.as_str(), b.event.event_at))
+        });
+        let mut ready = Vec::with_capacity(handed.len());
+        let mut complete = true;
+        let mut stream: Option<String> = None;
+        let mut newest: Option<i64> = None;
+        let mut broken = false;
+        for Handed { event, after } in handed {
+            if stream.as_deref() != Some(event.stream.as_str()) {
+                newest = self.0.get(&event.stream).copied();
+                broken = false;
+                stream = Some(event.stream.clone());
+            }
+            if broken || newest.is_some_and(|newest| event.event_at <= newest) {
+                continue;
+            }
+            if after == newest {
+                newest = Some(event.event_at);
+                ready.push(event);
+            } else {
+                broken = true;
+                complete = false;
+            }
+        }
+        (ready, complete)
     }
 }
 
@@ -356,5 +450,77 @@ impl Marking {
         while self.running.is_some() {
             self.settled().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn handed(stream: &str, event_at: i64, after: Option<i64>) -> Handed {
+        Handed {
+            event: PendingEvent {
+                event_id: format!("ev_{stream}_{event_at}"),
+                stream: stream.into(),
+                subject: format!("app.conv.{stream}.msg"),
+                payload: Vec::new(),
+                event_at,
+                created_at: event_at,
+                traceparent: None,
+            },
+            after,
+        }
+    }
+
+    fn ids(events: &[PendingEvent]) -> Vec<&str> {
+        events.iter().map(|e| e.event_id.as_str()).collect()
+    }
+
+    #[test]
+    fn handed_events_follow_on_what_this_relay_published() {
+        let mut published = Published::default();
+        published.record(&handed("c_a", 10, None).event);
+        let (ready, complete) = published.follow_on(vec![
+            // Handed out of order: commits of one stream may be handed in either order.
+            handed("c_a", 12, Some(11)),
+            handed("c_new", 5, None),
+            handed("c_a", 11, Some(10)),
+            // Published already, by a pass over the table.
+            handed("c_a", 10, None),
+        ]);
+        assert!(complete);
+        assert_eq!(ids(&ready), ["ev_c_a_11", "ev_c_a_12", "ev_c_new_5"]);
+    }
+
+    #[test]
+    fn a_stream_whose_predecessor_this_relay_did_not_publish_waits_for_the_table() {
+        let mut published = Published::default();
+        published.record(&handed("c_a", 10, None).event);
+        let (ready, complete) = published.follow_on(vec![
+            // Its predecessor (11) was committed elsewhere, or is not handed yet.
+            handed("c_a", 12, Some(11)),
+            handed("c_a", 13, Some(12)),
+            // Never published here: maybe before a restart.
+            handed("c_b", 7, Some(6)),
+            handed("c_c", 3, None),
+        ]);
+        assert!(!complete);
+        assert_eq!(
+            ids(&ready),
+            ["ev_c_c_3"],
+            "only the stream that can follow on"
+        );
+    }
+
+    #[test]
+    fn forgetting_streams_only_sends_them_to_the_table() {
+        let mut published = Published::default();
+        for i in 0..REMEMBERED_STREAMS {
+            published.record(&handed(&format!("c_{i}"), 1, None).event);
+        }
+        published.record(&handed("c_last", 1, None).event);
+        assert_eq!(published.0.len(), 1);
+        let (ready, complete) = published.follow_on(vec![handed("c_0", 2, Some(1))]);
+        assert!(ready.is_empty() && !complete);
     }
 }

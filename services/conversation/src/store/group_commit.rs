@@ -18,7 +18,7 @@ use palaver_kit::shutdown::Shutdown;
 use palaver_kit::{Error, ErrorCode};
 use sqlx::Any;
 use sqlx::pool::PoolConnection;
-use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::JoinSet;
 
 use super::{Appended, NewMessage, Store};
@@ -68,17 +68,15 @@ pub struct GroupCommit {
 
 impl GroupCommit {
     /// Starts the collector. It stops taking sends once `stop` triggers, commits the
-    /// ones it has, and then the returned task ends. `committed` is notified after
-    /// every commit that stored something.
+    /// ones it has, and then the returned task ends.
     pub fn start(
         store: Store,
         config: GroupCommitConfig,
         clock: Clock,
-        committed: Arc<Notify>,
         stop: Shutdown,
     ) -> (GroupCommit, tokio::task::JoinHandle<()>) {
         let (sender, receiver) = mpsc::channel(QUEUE);
-        let task = tokio::spawn(collect(store, config, clock, committed, stop, receiver));
+        let task = tokio::spawn(collect(store, config, clock, stop, receiver));
         (GroupCommit { sender }, task)
     }
 
@@ -98,7 +96,6 @@ async fn collect(
     store: Store,
     config: GroupCommitConfig,
     clock: Clock,
-    committed: Arc<Notify>,
     stop: Shutdown,
     mut receiver: mpsc::Receiver<Request>,
 ) {
@@ -151,10 +148,10 @@ async fn collect(
             break;
         };
         while commits.try_join_next().is_some() {}
-        let (store, clock, committed) = (store.clone(), clock.clone(), committed.clone());
+        let (store, clock) = (store.clone(), clock.clone());
         let connections = connections.clone();
         commits.spawn(async move {
-            commit(&store, &connections, batch, clock.now_ms(), &committed).await;
+            commit(&store, &connections, batch, clock.now_ms()).await;
             drop(permit);
         });
     }
@@ -203,13 +200,7 @@ async fn append(
     Ok(results)
 }
 
-async fn commit(
-    store: &Store,
-    connections: &Connections,
-    batch: Vec<Request>,
-    now: i64,
-    committed: &Notify,
-) {
+async fn commit(store: &Store, connections: &Connections, batch: Vec<Request>, now: i64) {
     let (messages, replies): (Vec<NewMessage>, Vec<_>) = batch
         .into_iter()
         .map(|request| (request.message, request.reply))
@@ -235,9 +226,6 @@ async fn commit(
                 .count();
             metrics::counter!("palaver_conversation_messages_persisted_total")
                 .increment(created as u64);
-            if created > 0 {
-                committed.notify_one();
-            }
             for (reply, result) in replies.into_iter().zip(results) {
                 let _ = reply.send(result);
             }

@@ -11,6 +11,7 @@
 pub mod group_commit;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use palaver_kit::db::{Backend, Database, Migrations, is_unique_violation, placeholders};
 use palaver_kit::{Error, ErrorCode};
@@ -23,6 +24,7 @@ use crate::domain::{
     Visitor, new_id,
 };
 use crate::outbox::events::{self, OutboxEvent};
+use crate::outbox::handoff::{Handed, Handoff};
 
 /// The embedded migrations (the same portable SQL for both backends).
 pub fn migrations() -> Migrations {
@@ -63,19 +65,24 @@ struct ConversationRow {
 }
 
 /// A conversation as a transaction that locked it sees it: with the order key of its
-/// newest event.
+/// newest event (`None` while it has none).
 #[derive(Debug, Clone)]
 struct Locked {
     conversation: Conversation,
-    event_at: i64,
+    event_at: Option<i64>,
 }
 
 impl Locked {
-    /// The order key of the conversation's next event: after its newest one, and no
-    /// earlier than `now`.
-    fn next_event_at(&mut self, now: i64) -> i64 {
-        self.event_at = now.max(self.event_at + 1);
-        self.event_at
+    /// Gives `event`, committed at `now`, the order key after the conversation's newest
+    /// event's and no earlier than `now`.
+    fn stamp(&mut self, event: OutboxEvent, now: i64) -> Handed {
+        let after = self.event_at;
+        let event_at = after.map_or(now, |newest| now.max(newest + 1));
+        self.event_at = Some(event_at);
+        Handed {
+            event: PendingEvent::new(event, event_at, now),
+            after,
+        }
     }
 }
 
@@ -107,7 +114,7 @@ impl From<ConversationRow> for Locked {
                 member_read_seq: row.member_read_seq,
                 visitor_read_seq: row.visitor_read_seq,
             },
-            event_at: row.event_at,
+            event_at: Some(row.event_at),
         }
     }
 }
@@ -181,10 +188,26 @@ pub struct PendingEvent {
     pub stream: String,
     pub subject: String,
     pub payload: Vec<u8>,
+    /// The order key: strictly increasing within a stream, in commit order.
+    pub event_at: i64,
     /// When the change was committed (Unix milliseconds).
     pub created_at: i64,
     /// The W3C `traceparent` of the request that caused the event.
     pub traceparent: Option<String>,
+}
+
+impl PendingEvent {
+    fn new(event: OutboxEvent, event_at: i64, created_at: i64) -> Self {
+        PendingEvent {
+            event_id: event.event_id,
+            stream: event.stream,
+            subject: event.subject,
+            payload: event.payload,
+            event_at,
+            created_at,
+            traceparent: event.traceparent,
+        }
+    }
 }
 
 /// A conversation to open.
@@ -247,19 +270,39 @@ fn pow2_chunks<T>(mut items: &[T]) -> Vec<&[T]> {
 #[derive(Debug, Clone)]
 pub struct Store {
     db: Database,
+    handoff: Arc<Handoff>,
 }
 
 impl Store {
     pub fn new(db: Database) -> Self {
-        Store { db }
+        Store {
+            db,
+            handoff: Arc::default(),
+        }
     }
 
     pub fn database(&self) -> &Database {
         &self.db
     }
 
+    /// Where the events of every commit are handed to the relay.
+    pub fn handoff(&self) -> Arc<Handoff> {
+        self.handoff.clone()
+    }
+
     async fn begin(&self) -> Result<Transaction<'static, Any>, Error> {
         self.db.pool().begin().await.map_err(internal)
+    }
+
+    /// Commits `tx`, which wrote `events` to the outbox, and hands them to the relay.
+    async fn commit(
+        &self,
+        tx: Transaction<'_, Any>,
+        events: Vec<Handed>,
+    ) -> Result<(), sqlx::Error> {
+        tx.commit().await?;
+        self.handoff.hand(events);
+        Ok(())
     }
 
     /// Locks the conversations `ids` (sorted, without repeats) for the rest of `tx` and
@@ -320,7 +363,7 @@ impl Store {
 
     async fn insert_events(
         tx: &mut Transaction<'_, Any>,
-        events: &[(OutboxEvent, i64)],
+        events: &[Handed],
         now: i64,
     ) -> Result<(), sqlx::Error> {
         for chunk in pow2_chunks(events) {
@@ -332,13 +375,13 @@ impl Store {
                 rows.join(", ")
             );
             let mut query = sqlx::query(&sql).bind(now);
-            for (event, event_at) in chunk {
+            for Handed { event, .. } in chunk {
                 query = query
                     .bind(&event.event_id)
                     .bind(&event.stream)
                     .bind(&event.subject)
                     .bind(&event.payload)
-                    .bind(*event_at)
+                    .bind(event.event_at)
                     .bind(&event.traceparent);
             }
             query.execute(&mut **tx).await?;
@@ -429,18 +472,11 @@ impl Store {
                 member_read_seq: 0,
                 visitor_read_seq: 0,
             },
-            event_at: now - 1,
+            event_at: None,
         };
-        let events = [
-            (
-                events::opened(&locked.conversation, now),
-                locked.next_event_at(now),
-            ),
-            (
-                events::conversation_started(&locked.conversation, now),
-                locked.next_event_at(now),
-            ),
-        ];
+        let opened = events::opened(&locked.conversation, now);
+        let started = events::conversation_started(&locked.conversation, now);
+        let events = vec![locked.stamp(opened, now), locked.stamp(started, now)];
         let c = &locked.conversation;
         sqlx::query(&format!(
             "INSERT INTO conversations ({CONVERSATION_COLUMNS}) VALUES ({})",
@@ -476,7 +512,7 @@ impl Store {
         Self::insert_events(&mut tx, &events, now)
             .await
             .map_err(internal)?;
-        tx.commit().await.map_err(internal)?;
+        self.commit(tx, events).await.map_err(internal)?;
         Ok(Started::Created(locked.conversation))
     }
 
@@ -595,7 +631,7 @@ impl Store {
 
         let mut results = Vec::with_capacity(batch.len());
         let mut new_messages: Vec<Message> = Vec::new();
-        let mut new_events: Vec<(OutboxEvent, i64)> = Vec::new();
+        let mut new_events: Vec<Handed> = Vec::new();
         for item in batch {
             let result = (|| {
                 let locked = conversations
@@ -634,7 +670,7 @@ impl Store {
                 };
                 let event =
                     events::message_created(conversation, &message, now, item.traceparent.clone());
-                new_events.push((event, locked.next_event_at(now)));
+                new_events.push(locked.stamp(event, now));
                 stored.insert(key, message.clone());
                 new_messages.push(message.clone());
                 Ok(Appended {
@@ -661,7 +697,7 @@ impl Store {
                 .collect();
             Self::save_counters(&mut tx, &changed).await?;
         }
-        tx.commit().await?;
+        self.commit(tx, new_events).await?;
         Ok(Some(results))
     }
 
@@ -846,21 +882,21 @@ impl Store {
             Sender::Member => "member_read_seq",
             Sender::Visitor => "visitor_read_seq",
         };
-        let event = events::read(&locked.conversation, side, seq, now);
-        let event_at = locked.next_event_at(now);
+        let event = locked.stamp(events::read(&locked.conversation, side, seq, now), now);
         sqlx::query(&format!(
             "UPDATE conversations SET {column} = $2, event_at = $3 WHERE conversation_id = $1"
         ))
         .bind(conversation_id)
         .bind(seq)
-        .bind(event_at)
+        .bind(event.event.event_at)
         .execute(&mut *tx)
         .await
         .map_err(internal)?;
-        Self::insert_events(&mut tx, &[(event, event_at)], now)
+        let events = vec![event];
+        Self::insert_events(&mut tx, &events, now)
             .await
             .map_err(internal)?;
-        tx.commit().await.map_err(internal)?;
+        self.commit(tx, events).await.map_err(internal)?;
         Ok(locked.conversation)
     }
 
@@ -869,35 +905,37 @@ impl Store {
     pub async fn close(&self, conversation_id: &str, now: i64) -> Result<Conversation, Error> {
         let mut tx = self.begin().await?;
         let mut locked = self.lock_conversation(&mut tx, conversation_id).await?;
+        let mut events = Vec::new();
         if locked.conversation.state == ConversationState::Open {
-            Self::close_locked(&mut tx, &mut locked, now).await?;
+            events.push(Self::close_locked(&mut tx, &mut locked, now).await?);
         }
-        tx.commit().await.map_err(internal)?;
+        self.commit(tx, events).await.map_err(internal)?;
         Ok(locked.conversation)
     }
 
+    /// Closes a locked conversation; returns the event it wrote.
     async fn close_locked(
         tx: &mut Transaction<'_, Any>,
         locked: &mut Locked,
         now: i64,
-    ) -> Result<(), Error> {
+    ) -> Result<Handed, Error> {
         locked.conversation.state = ConversationState::Closed;
         locked.conversation.closed_at = Some(now);
         locked.conversation.last_activity_at = now;
-        let event = events::closed(&locked.conversation, now);
-        let event_at = locked.next_event_at(now);
+        let event = locked.stamp(events::closed(&locked.conversation, now), now);
         sqlx::query(
             "UPDATE conversations SET state = 'closed', closed_at = $2, last_activity_at = $2, event_at = $3 WHERE conversation_id = $1",
         )
         .bind(&locked.conversation.conversation_id)
         .bind(now)
-        .bind(event_at)
+        .bind(event.event.event_at)
         .execute(&mut **tx)
         .await
         .map_err(internal)?;
-        Self::insert_events(tx, &[(event, event_at)], now)
+        Self::insert_events(tx, std::slice::from_ref(&event), now)
             .await
-            .map_err(internal)
+            .map_err(internal)?;
+        Ok(event)
     }
 
     /// A member's conversations (as the member, or as a verified visitor), newest first,
@@ -980,14 +1018,15 @@ impl Store {
                 ))
             }
         })?;
-        Self::insert_events(
-            &mut tx,
-            &[(events::offline_message(message, now), now)],
-            now,
-        )
-        .await
-        .map_err(internal)?;
-        tx.commit().await.map_err(internal)
+        // The first and only event of its stream.
+        let events = vec![Handed {
+            event: PendingEvent::new(events::offline_message(message, now), now, now),
+            after: None,
+        }];
+        Self::insert_events(&mut tx, &events, now)
+            .await
+            .map_err(internal)?;
+        self.commit(tx, events).await.map_err(internal)
     }
 
     /// A member's offline messages, newest first, after `cursor`; and the next cursor.
@@ -1061,7 +1100,7 @@ impl Store {
         .await
         .map_err(internal)?;
         let ids: Vec<&str> = open.iter().map(|(id,)| id.as_str()).collect();
-        let mut closed = 0;
+        let mut events = Vec::new();
         if !ids.is_empty() {
             let locked = self
                 .lock_conversations(&mut tx, &ids)
@@ -1071,12 +1110,12 @@ impl Store {
                 if let Some(mut conversation) = locked.get(*id).cloned()
                     && conversation.conversation.state == ConversationState::Open
                 {
-                    Self::close_locked(&mut tx, &mut conversation, now).await?;
-                    closed += 1;
+                    events.push(Self::close_locked(&mut tx, &mut conversation, now).await?);
                 }
             }
         }
-        tx.commit().await.map_err(internal)?;
+        let closed = events.len() as u64;
+        self.commit(tx, events).await.map_err(internal)?;
         Ok(closed)
     }
 
@@ -1290,7 +1329,7 @@ impl Store {
     /// order).
     pub async fn pending_events(&self, limit: u32) -> Result<Vec<PendingEvent>, Error> {
         sqlx::query_as::<_, PendingEvent>(&format!(
-            "SELECT event_id, stream, subject, payload, created_at, traceparent FROM outbox ORDER BY event_at, stream LIMIT {limit}"
+            "SELECT event_id, stream, subject, payload, event_at, created_at, traceparent FROM outbox ORDER BY event_at, stream LIMIT {limit}"
         ))
         .fetch_all(self.db.pool())
         .await

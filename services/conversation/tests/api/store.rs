@@ -3,14 +3,12 @@
 //! written with every change.
 
 use std::collections::HashSet;
-use std::sync::Arc;
 
 use palaver_conversation::domain::{Caller, Clock, ConversationState, Visitor, Who};
 use palaver_conversation::store::group_commit::{GroupCommit, GroupCommitConfig};
 use palaver_conversation::store::{NewConversation, NewMessage, Started, Store};
 use palaver_kit::ErrorCode;
 use palaver_kit::shutdown::Shutdown;
-use tokio::sync::Notify;
 
 use crate::helpers::{Backend, database_only};
 
@@ -127,6 +125,49 @@ async fn one_failing_message_does_not_fail_its_batch(backend: Backend) {
     assert_eq!(store.all_messages(&a).await.unwrap().len(), 3);
 }
 
+on_both!(a_commit_hands_its_events_over_each_naming_the_one_before_it);
+async fn a_commit_hands_its_events_over_each_naming_the_one_before_it(backend: Backend) {
+    let (_db, store) = database_only(backend).await;
+    let handoff = store.handoff();
+    let a = open(&store, "v_a", "ce_a").await;
+    let (opened, dropped) = handoff.take();
+    assert!(!dropped);
+    assert_eq!(
+        opened.len(),
+        2,
+        "opened and the inbox's started: {opened:?}"
+    );
+    assert_eq!(opened[0].after, None, "the first event of its stream");
+    assert_eq!(opened[1].after, Some(opened[0].event.event_at));
+
+    let batch = [
+        message(&a, Who::Visitor(visitor("v_a")), "1"),
+        message(&a, Who::Visitor(visitor("v_b")), "refused"),
+        message(&a, Who::Member("m_1".into()), "2"),
+    ];
+    store.append_messages(&batch, 2_000).await.unwrap();
+    let (messages, _) = handoff.take();
+    assert_eq!(messages.len(), 2, "one event per new message");
+    assert_eq!(messages[0].after, Some(opened[1].event.event_at));
+    assert_eq!(messages[1].after, Some(messages[0].event.event_at));
+
+    store.close(&a, 3_000).await.unwrap();
+    let (closed, _) = handoff.take();
+    assert_eq!(closed.len(), 1);
+    assert_eq!(closed[0].after, Some(messages[1].event.event_at));
+
+    // What was handed over is what the table holds, in the relay's order.
+    let handed: Vec<_> = [opened, messages, closed]
+        .concat()
+        .into_iter()
+        .map(|handed| handed.event)
+        .collect();
+    assert_eq!(store.pending_events(1000).await.unwrap(), handed);
+
+    store.close(&a, 4_000).await.unwrap();
+    assert_eq!(handoff.take(), (Vec::new(), false), "no change, no event");
+}
+
 on_both!(a_messages_event_keeps_the_trace_of_its_request);
 async fn a_messages_event_keeps_the_trace_of_its_request(backend: Backend) {
     let (_db, store) = database_only(backend).await;
@@ -147,13 +188,11 @@ on_both!(group_commit_numbers_concurrent_appends_without_gaps);
 async fn group_commit_numbers_concurrent_appends_without_gaps(backend: Backend) {
     let (_db, store) = database_only(backend).await;
     let conversation = open(&store, "v_a", "ce_a").await;
-    let committed = Arc::new(Notify::new());
     let stop = Shutdown::new();
     let (group_commit, task) = GroupCommit::start(
         store.clone(),
         GroupCommitConfig::default(),
         Clock::default(),
-        committed,
         stop.clone(),
     );
     let mut tasks = Vec::new();
