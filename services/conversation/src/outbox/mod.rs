@@ -50,6 +50,11 @@ const CONCURRENT_STREAMS: usize = 64;
 /// How often the relay reads the table when events are handed to it (for events
 /// committed by another replica).
 const POLL: Duration = Duration::from_millis(500);
+/// Published events wait at most this long to be marked together, unless
+/// [`MARK_BATCH`] of them wait: marking each pass's few events at a light load would
+/// double the database's commits.
+const MARK_DELAY: Duration = Duration::from_millis(50);
+const MARK_BATCH: usize = 512;
 /// Streams whose newest published event the relay remembers; past that it forgets them
 /// all, and their next events are read from the table.
 const REMEMBERED_STREAMS: usize = 100_000;
@@ -283,6 +288,9 @@ impl Relay {
                     backoff
                 }
             };
+            if blocked_by_marks {
+                marking.start(true);
+            }
             if last_housekeeping.elapsed() >= HOUSEKEEPING {
                 last_housekeeping = tokio::time::Instant::now();
                 self.housekeeping().await;
@@ -290,6 +298,7 @@ impl Relay {
             if pause.is_zero() && !stop.is_triggered() {
                 continue;
             }
+            let pause = marking.due_in().map_or(pause, |due| pause.min(due));
             let sleep = tokio::time::sleep(pause);
             tokio::pin!(sleep);
             loop {
@@ -300,7 +309,7 @@ impl Relay {
                     }
                     () = handoff.handed(), if !failing && !blocked_by_marks => break,
                     () = &mut sleep => break,
-                    () = marking.settled() => if blocked_by_marks { break },
+                    _ = marking.settled() => if blocked_by_marks { break },
                 }
             }
         }
@@ -367,14 +376,17 @@ impl Published {
     }
 }
 
-/// Events published and not yet marked: the mark of the previous ones runs (at most one
-/// at a time) while the relay goes on, and passes skip what is in `unmarked`. An id
-/// leaves `unmarked` only between passes, once its deletion committed, so no pass can
-/// have read it before it was deleted and publish it again.
+/// Events published and not yet marked: they are marked together once [`MARK_DELAY`]
+/// passed or [`MARK_BATCH`] wait, by a mark running (at most one at a time) while the
+/// relay goes on, and passes skip what is in `unmarked`. An id leaves `unmarked` only
+/// between passes, once its deletion committed, so no pass can have read it before it
+/// was deleted and publish it again.
 struct Marking {
     store: Store,
     unmarked: HashSet<String>,
     queued: Vec<String>,
+    /// When the oldest of `queued` was queued.
+    queued_since: Option<tokio::time::Instant>,
     running: Option<JoinHandle<Marked>>,
 }
 
@@ -387,21 +399,50 @@ impl Marking {
             store,
             unmarked: HashSet::new(),
             queued: Vec::new(),
+            queued_since: None,
             running: None,
         }
     }
 
-    /// Queues `published` to be marked, and starts a mark unless one runs.
+    /// Queues `published` to be marked, and starts a mark if they are due.
     fn add(&mut self, published: Vec<String>) {
         self.unmarked.extend(published.iter().cloned());
-        self.queued.extend(published);
-        self.start();
+        self.queue(published);
+        self.start(false);
     }
 
-    fn start(&mut self) {
+    fn queue(&mut self, ids: Vec<String>) {
+        if !ids.is_empty() && self.queued.is_empty() {
+            self.queued_since = Some(tokio::time::Instant::now());
+        }
+        self.queued.extend(ids);
+    }
+
+    /// How long until the queued events are due to be marked; `None` when none wait
+    /// or a mark runs (which starts the next one when it ends).
+    fn due_in(&self) -> Option<Duration> {
+        if self.running.is_some() {
+            return None;
+        }
+        self.queued_since.map(|since| {
+            (since + MARK_DELAY).saturating_duration_since(tokio::time::Instant::now())
+        })
+    }
+
+    /// Starts marking the queued events unless a mark runs, or unless they are not due
+    /// yet and `now` is false.
+    fn start(&mut self, now: bool) {
         if self.running.is_some() || self.queued.is_empty() {
             return;
         }
+        let due = self.queued.len() >= MARK_BATCH
+            || self
+                .queued_since
+                .is_some_and(|since| since.elapsed() >= MARK_DELAY);
+        if !now && !due {
+            return;
+        }
+        self.queued_since = None;
         let ids = std::mem::take(&mut self.queued);
         let store = self.store.clone();
         self.running = Some(tokio::spawn(async move {
@@ -412,18 +453,18 @@ impl Marking {
     }
 
     /// Takes the outcome of a finished mark, without waiting for a running one, and
-    /// starts the next (also after a failed one, once per pass).
+    /// starts the next if it is due (also after a failed one).
     async fn settle_if_done(&mut self) {
         if self.running.as_ref().is_some_and(JoinHandle::is_finished) {
             self.settled().await;
         }
-        self.start();
+        self.start(false);
     }
 
     /// Waits for the running mark (forever when none runs) and takes its outcome: the
-    /// ids it deleted leave `unmarked` and the next mark starts; after a failure they
-    /// wait to be marked again with the next ones, at the next pass.
-    async fn settled(&mut self) {
+    /// ids it deleted leave `unmarked` and the next mark starts if due; after a failure
+    /// they wait to be marked again with the next ones. True when the mark succeeded.
+    async fn settled(&mut self) -> bool {
         let Some(running) = self.running.as_mut() else {
             return std::future::pending().await;
         };
@@ -434,21 +475,29 @@ impl Marking {
                 for id in &ids {
                     self.unmarked.remove(id);
                 }
-                self.start();
+                self.start(false);
+                true
             }
             Ok((ids, Err(error))) => {
                 tracing::warn!(%error, "cannot mark published events; they will be marked again");
-                self.queued.extend(ids);
+                self.queue(ids);
+                false
             }
-            Err(error) => tracing::warn!(%error, "the marking task failed"),
+            Err(error) => {
+                tracing::warn!(%error, "the marking task failed");
+                false
+            }
         }
     }
 
-    /// Waits until every published event is marked, or a mark failed (the events are
-    /// then published again by a later relay, and de-duplicated).
+    /// Marks every published event now and waits until done, or until a mark failed
+    /// (the events are then published again by a later relay, and de-duplicated).
     async fn finish(&mut self) {
+        self.start(true);
         while self.running.is_some() {
-            self.settled().await;
+            if self.settled().await {
+                self.start(true);
+            }
         }
     }
 }
