@@ -15,7 +15,7 @@
 //! 2. Latency: with [`LATENCY_IDLE`] idle sockets open, [`CHATS`] visitors send [`RATE`]
 //!    messages a second in all (open loop) for [`DURATION`] to [`MEMBERS`] members, each
 //!    with an operator socket: p50/p99/max from `message.send` to the operator's
-//!    `message` frame.
+//!    `message` frame, and to its `message.ack`.
 //! 3. Throughput: the same visitors keep [`WINDOW`] messages each in flight for
 //!    [`DURATION`]: messages delivered to the operators per second.
 //!
@@ -192,7 +192,7 @@ fn file_limit() -> usize {
 }
 
 /// A chatting visitor: sends what the driver asks through its own socket, and hears
-/// its acknowledgements.
+/// its acknowledgements (recording how long each took in `deliveries`).
 struct Chat {
     conversation: String,
     frames: mpsc::UnboundedSender<Value>,
@@ -201,7 +201,13 @@ struct Chat {
 
 /// Opens a visitor's conversation with the member; its socket's writer and reader run
 /// in tasks of their own.
-async fn chat(addr: SocketAddr, source: Ipv4Addr, token: String, endpoint: &str) -> Chat {
+async fn chat(
+    addr: SocketAddr,
+    source: Ipv4Addr,
+    token: String,
+    endpoint: &str,
+    deliveries: Arc<Deliveries>,
+) -> Chat {
     let mut socket = connect(addr, source, Some(SITE))
         .await
         .expect("a visitor socket");
@@ -232,6 +238,15 @@ async fn chat(addr: SocketAddr, source: Ipv4Addr, token: String, endpoint: &str)
                 let frame: Value = serde_json::from_str(text.as_str()).unwrap_or_default();
                 match frame["type"].as_str() {
                     Some("message.ack") => {
+                        let client_id = frame["client_id"].as_str().unwrap_or_default();
+                        let sent = deliveries.unacked.lock().unwrap().remove(client_id);
+                        if let Some(sent) = sent {
+                            deliveries
+                                .ack_latencies
+                                .lock()
+                                .unwrap()
+                                .push(sent.elapsed());
+                        }
                         let _ = acked.send(());
                     }
                     Some("error") => eprintln!("visitor error frame: {frame}"),
@@ -255,11 +270,14 @@ async fn write(mut sink: SplitSink<Socket, Message>, mut frames: mpsc::Unbounded
     }
 }
 
-/// When each message was sent, by client id, and what the operator measured.
+/// When each message was sent, by client id (until the operator has it, and until it
+/// is acknowledged), and how long each took to the operator and to the acknowledgement.
 #[derive(Default)]
 struct Deliveries {
     sent: Mutex<HashMap<String, Instant>>,
+    unacked: Mutex<HashMap<String, Instant>>,
     latencies: Mutex<Vec<Duration>>,
+    ack_latencies: Mutex<Vec<Duration>>,
     delivered: AtomicU64,
 }
 
@@ -293,11 +311,17 @@ fn operator_reader(mut socket: Socket, deliveries: Arc<Deliveries>) -> JoinHandl
 }
 
 fn message(chat: &Chat, client_id: &str, deliveries: &Deliveries) {
+    let now = Instant::now();
     deliveries
         .sent
         .lock()
         .unwrap()
-        .insert(client_id.to_owned(), Instant::now());
+        .insert(client_id.to_owned(), now);
+    deliveries
+        .unacked
+        .lock()
+        .unwrap()
+        .insert(client_id.to_owned(), now);
     let _ = chat.frames.send(json!({
         "type": "message.send",
         "conversation": chat.conversation,
@@ -368,7 +392,8 @@ async fn main() {
     for n in 0..CHATS {
         let endpoint = &endpoints[n % MEMBERS];
         let token = site.visitor(endpoint, &format!("Visitor {n}")).await;
-        chats.push(chat(addr, SOURCES[n % SOURCES.len()], token, endpoint).await);
+        let source = SOURCES[n % SOURCES.len()];
+        chats.push(chat(addr, source, token, endpoint, deliveries.clone()).await);
     }
     // Warm up: every conversation once.
     for (n, chat) in chats.iter().enumerate() {
@@ -378,6 +403,7 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     deliveries.latencies.lock().unwrap().clear();
+    deliveries.ack_latencies.lock().unwrap().clear();
 
     // 1. Idle connections, first LATENCY_IDLE of them.
     let idle_token = site.visitor(&endpoint, "Idle visitor").await;
@@ -419,6 +445,8 @@ async fn main() {
     }
     let mut latencies = std::mem::take(&mut *deliveries.latencies.lock().unwrap());
     latencies.sort();
+    let mut ack_latencies = std::mem::take(&mut *deliveries.ack_latencies.lock().unwrap());
+    ack_latencies.sort();
     if latencies.is_empty() {
         println!("latency: nothing was delivered");
     } else {
@@ -431,7 +459,16 @@ async fn main() {
             ms(*latencies.last().unwrap()),
         );
     }
+    if !ack_latencies.is_empty() {
+        println!(
+            "  of which visitor → message.ack (stored): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            ms(percentile(&ack_latencies, 0.50)),
+            ms(percentile(&ack_latencies, 0.99)),
+            ms(*ack_latencies.last().unwrap()),
+        );
+    }
     deliveries.sent.lock().unwrap().clear();
+    deliveries.unacked.lock().unwrap().clear();
 
     // 3. Throughput: WINDOW in flight per visitor.
     let before = deliveries.delivered.load(Ordering::Relaxed);
