@@ -54,6 +54,7 @@ use palaver_proto::events::v1 as events;
 use palaver_proto::identity::v1 as idpb;
 use palaver_proto::presence::v1 as presence;
 use prost::Message as _;
+use rangemap::RangeInclusiveSet;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::Instrument as _;
@@ -439,8 +440,9 @@ struct Session {
     subjects: HashSet<String>,
     /// The conversations this socket may see, by id.
     conversations: HashSet<String>,
-    /// The sequence numbers delivered, per conversation.
-    delivered: HashMap<String, HashSet<u64>>,
+    /// The sequence numbers delivered, per conversation: as ranges, which merge as
+    /// messages arrive in order, so a socket open for days stays small.
+    delivered: HashMap<String, RangeInclusiveSet<u64>>,
     /// The newest presence revision sent, per member.
     revisions: HashMap<String, u64>,
     /// The operator's presence device.
@@ -1001,14 +1003,14 @@ impl Session {
 
     /// Sends a message frame unless this socket had it already.
     async fn deliver(&mut self, message: conv::Message) -> Result<(), Closed> {
-        let fresh = self
+        let delivered = self
             .delivered
             .entry(message.conversation_id.clone())
-            .or_default()
-            .insert(message.seq);
-        if !fresh {
+            .or_default();
+        if delivered.contains(&message.seq) {
             return Ok(());
         }
+        delivered.insert(message.seq..=message.seq);
         self.out
             .send(&ServerFrame::Message {
                 from: sender_name(message.from()),
