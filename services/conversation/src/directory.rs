@@ -1,10 +1,9 @@
 //! What the conversation service asks identity: the chat endpoint behind a handle (and
 //! whether it is open), and an app's settings (retention, limits), cached briefly.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use palaver_kit::cache::Cache;
 use palaver_kit::grpc::GrpcChannel;
 use palaver_kit::{Error, ErrorCode};
 use palaver_proto::identity::v1 as pb;
@@ -36,8 +35,7 @@ pub struct AppSettings {
 /// The identity service, as the conversation service uses it.
 pub struct Directory {
     client: IdentityClient<GrpcChannel>,
-    apps: Mutex<HashMap<String, (Instant, AppSettings)>>,
-    app_ttl: Duration,
+    apps: Cache<AppSettings>,
 }
 
 impl Directory {
@@ -45,8 +43,7 @@ impl Directory {
     pub fn new(channel: GrpcChannel, app_ttl: Duration) -> Self {
         Directory {
             client: IdentityClient::new(channel),
-            apps: Mutex::default(),
-            app_ttl,
+            apps: Cache::new(app_ttl),
         }
     }
 
@@ -80,39 +77,24 @@ impl Directory {
     /// An app's settings, from the cache when fetched recently.
     #[tracing::instrument(skip(self))]
     pub async fn app(&self, app_id: &str) -> Result<AppSettings, Error> {
-        if let Some((at, settings)) = self.cached(app_id)
-            && at.elapsed() < self.app_ttl
-        {
-            return Ok(settings);
-        }
-        let app = self
-            .client
-            .clone()
-            .get_app(Self::request(pb::GetAppRequest {
-                app_id: app_id.to_owned(),
-            }))
-            .await
-            .map_err(|status| identity_error(&status))?
-            .into_inner();
-        let settings = AppSettings {
-            retention_days: app.retention_days,
-            open_conversations_per_visitor: app
-                .limits
-                .map_or(0, |limits| limits.open_conversations_per_visitor),
+        let mut client = self.client.clone();
+        let request = Self::request(pb::GetAppRequest {
+            app_id: app_id.to_owned(),
+        });
+        let fetch = || async move {
+            let app = client
+                .get_app(request)
+                .await
+                .map_err(|status| identity_error(&status))?
+                .into_inner();
+            Ok(AppSettings {
+                retention_days: app.retention_days,
+                open_conversations_per_visitor: app
+                    .limits
+                    .map_or(0, |limits| limits.open_conversations_per_visitor),
+            })
         };
-        self.apps
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(app_id.to_owned(), (Instant::now(), settings));
-        Ok(settings)
-    }
-
-    fn cached(&self, app_id: &str) -> Option<(Instant, AppSettings)> {
-        self.apps
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(app_id)
-            .copied()
+        self.apps.get(app_id, fetch).await
     }
 }
 

@@ -21,7 +21,7 @@ use crate::domain::rate_limit::RateLimiter;
 use crate::http::ws::devices::Devices;
 use crate::http::ws::fanout::Fanout;
 use crate::identity::{ConversationClient, IdentityClient, PresenceClient};
-use crate::webhooks::WebhookCache;
+use crate::webhooks::{WEBHOOK_KEPT_FOR, WebhookCache};
 
 /// The clients of the services behind the gateway.
 pub struct Clients {
@@ -89,7 +89,7 @@ impl AppState {
             visitor_sessions: RateLimiter::default(),
             offline_messages: RateLimiter::default(),
             webhook_attempts,
-            webhook_cache: WebhookCache::default(),
+            webhook_cache: WebhookCache::new(WEBHOOK_KEPT_FOR),
         }))
     }
 

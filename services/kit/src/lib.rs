@@ -1,5 +1,6 @@
 //! What every Palaver service shares.
 //!
+//! - [`cache`]: answers read from another service, kept briefly.
 //! - [`clock`]: wall-clock time that tests may shift.
 //! - [`config`]: typed configuration from environment variables.
 //! - [`telemetry`]: JSON logs with trace ids, OTLP trace export, W3C trace context over
@@ -29,6 +30,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 pub mod admin;
 pub mod bus;
+pub mod cache;
 pub mod clock;
 pub mod config;
 pub mod db;

@@ -10,9 +10,10 @@
 //! Every attempt is recorded in the journal of [`attempts`], which the CMS API lists.
 //!
 //! Each event needs its app's webhook settings, which identity keeps; the worker keeps
-//! them for 5 seconds ([`cache::KEEP_FOR`]) so that a burst of events costs one call. A
-//! webhook set through this gateway applies to its next event, one set through another
-//! gateway within those 5 seconds.
+//! them for 5 seconds ([`WEBHOOK_KEPT_FOR`], in the gateway's [`WebhookCache`]) so that a
+//! burst of events costs one call (most apps have no webhook). The CMS API forgets an
+//! app's settings when it sets them, so a webhook set through this gateway applies to
+//! its next event, one set through another gateway within those 5 seconds.
 //!
 //! Which events exist and their JSON are in [`events`]. Requests time out after
 //! [`WebhookConfig::timeout`], follow no redirects, and at most
@@ -25,7 +26,6 @@
 //! waiting included).
 
 pub mod attempts;
-pub mod cache;
 pub mod events;
 pub mod schedule;
 
@@ -43,10 +43,17 @@ use tokio::task::JoinSet;
 use crate::identity::call;
 use crate::state::AppState;
 use attempts::{AttemptOutcome, WebhookAttempt};
-use cache::AppWebhook;
-pub use cache::WebhookCache;
 use events::{Payload, WebhookEvent};
 pub use schedule::RetrySchedule;
+
+/// How long the worker keeps an app's webhook settings.
+pub const WEBHOOK_KEPT_FOR: Duration = Duration::from_secs(5);
+
+/// An app's webhook as identity answers it; `None` when the app is gone.
+pub type AppWebhook = Option<pb::Webhook>;
+
+/// The webhook settings of the apps whose events were seen lately.
+pub type WebhookCache = palaver_kit::cache::Cache<AppWebhook>;
 
 /// The durable consumer every gateway shares.
 const CONSUMER: &str = "webhooks";
