@@ -112,44 +112,53 @@ impl Relay {
     }
 
     /// Publishes `events` (each stream in order, streams concurrently) and returns the
-    /// ids published, and the first error.
-    pub async fn publish(&self, events: &[PendingEvent]) -> (Vec<String>, Option<BusError>) {
-        let mut streams: Vec<Vec<PendingEvent>> = Vec::new();
+    /// events published, and the first error.
+    pub async fn publish<'e>(
+        &self,
+        events: &'e [PendingEvent],
+    ) -> (Vec<&'e PendingEvent>, Option<BusError>) {
+        let mut streams: Vec<Vec<&PendingEvent>> = Vec::new();
         let mut index: HashMap<&str, usize> = HashMap::new();
         for event in events {
             let i = *index.entry(event.stream.as_str()).or_insert_with(|| {
                 streams.push(Vec::new());
                 streams.len() - 1
             });
-            streams[i].push(event.clone());
+            streams[i].push(event);
         }
-        let publishing = streams.into_iter().map(|stream| {
-            let bus = self.bus.clone();
-            async move {
-                let mut published = Vec::new();
-                for event in stream {
-                    let span = publish_span(&event);
-                    let payload = bytes::Bytes::from(event.payload);
-                    match bus
-                        .publish_durable(&event.subject, &event.event_id, payload)
-                        .instrument(span)
-                        .await
-                    {
-                        Ok(()) => published.push(event.event_id),
-                        Err(error) => return (published, Some(error)),
+        // Collected first: a lazy iterator of futures that borrow `events` would not be
+        // `Send` for every lifetime, as a spawned relay needs.
+        let publishing: Vec<_> = streams
+            .into_iter()
+            .map(|stream| {
+                let bus = self.bus.clone();
+                async move {
+                    let mut published = Vec::new();
+                    for event in stream {
+                        let span = publish_span(event);
+                        let payload = bytes::Bytes::copy_from_slice(&event.payload);
+                        match bus
+                            .publish_durable(&event.subject, &event.event_id, payload)
+                            .instrument(span)
+                            .await
+                        {
+                            Ok(()) => published.push(event),
+                            Err(error) => return (published, Some(error)),
+                        }
                     }
+                    (published, None)
                 }
-                (published, None)
-            }
-        });
-        let outcomes: Vec<(Vec<String>, Option<BusError>)> = futures::stream::iter(publishing)
-            .buffer_unordered(CONCURRENT_STREAMS)
-            .collect()
-            .await;
+            })
+            .collect();
+        let outcomes: Vec<(Vec<&PendingEvent>, Option<BusError>)> =
+            futures::stream::iter(publishing)
+                .buffer_unordered(CONCURRENT_STREAMS)
+                .collect()
+                .await;
         let mut published = Vec::new();
         let mut first_error = None;
-        for (ids, error) in outcomes {
-            published.extend(ids);
+        for (sent, error) in outcomes {
+            published.extend(sent);
             if first_error.is_none() {
                 first_error = error;
             }
@@ -201,19 +210,17 @@ impl Relay {
             };
             return (pass, Vec::new());
         }
-        let (ids, error) = self.publish(&events).await;
+        let (sent, error) = self.publish(&events).await;
         metrics::counter!("palaver_conversation_events_published_total")
-            .increment(ids.len() as u64);
-        metrics::histogram!("palaver_conversation_relay_batch_size").record(ids.len() as f64);
+            .increment(sent.len() as u64);
+        metrics::histogram!("palaver_conversation_relay_batch_size").record(sent.len() as f64);
         let now = self.clock.now_ms();
-        let published_ids: HashSet<&str> = ids.iter().map(String::as_str).collect();
-        for event in events
-            .iter()
-            .filter(|e| published_ids.contains(e.event_id.as_str()))
-        {
+        let mut ids = Vec::with_capacity(sent.len());
+        for event in sent {
             metrics::histogram!("palaver_conversation_outbox_lag_seconds")
                 .record((now - event.created_at).max(0) as f64 / 1000.0);
             published.record(event);
+            ids.push(event.event_id.clone());
         }
         let pass = Pass {
             published: ids.len(),
