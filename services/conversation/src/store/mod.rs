@@ -1,6 +1,8 @@
 //! The conversation repository: one set of portable queries over PostgreSQL or SQLite
-//! (see `palaver_kit::db`), with one difference kept local: how a transaction locks the
-//! conversations it changes (`Store::lock_conversations`).
+//! (see `palaver_kit::db`), with two differences kept local: how a transaction locks the
+//! conversations it changes (`Store::lock_conversations`), and how it sends its writes
+//! (`writes`: one statement on PostgreSQL, so a transaction makes one round trip to
+//! read, one to write and one to commit).
 //!
 //! Every change writes its events to the outbox in its own transaction (see
 //! [`crate::outbox`]). Within a conversation, events get a strictly increasing
@@ -9,6 +11,7 @@
 //! from [`group_commit`], one transaction and one commit per batch.
 
 pub mod group_commit;
+mod writes;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -25,6 +28,7 @@ use crate::domain::{
 };
 use crate::outbox::events::{self, OutboxEvent};
 use crate::outbox::handoff::{Handed, Handoff};
+use writes::Writes;
 
 /// The embedded migrations (the same portable SQL for both backends).
 pub fn migrations() -> Migrations {
@@ -361,32 +365,31 @@ impl Store {
             .ok_or_else(|| Error::not_found("no such conversation"))
     }
 
-    async fn insert_events(
-        tx: &mut Transaction<'_, Any>,
-        events: &[Handed],
-        now: i64,
-    ) -> Result<(), sqlx::Error> {
+    /// Adds the outbox rows of `events` to `writes`.
+    fn write_events<'q>(writes: &mut Writes<'q>, events: &'q [Handed], now: i64) {
         for chunk in pow2_chunks(events) {
-            let rows: Vec<String> = (0..chunk.len())
-                .map(|i| format!("({}, $1)", placeholders(2 + i * 6, 6)))
-                .collect();
-            let sql = format!(
-                "INSERT INTO outbox (event_id, stream, subject, payload, event_at, traceparent, created_at) VALUES {}",
-                rows.join(", ")
-            );
-            let mut query = sqlx::query(&sql).bind(now);
-            for Handed { event, .. } in chunk {
-                query = query
-                    .bind(&event.event_id)
-                    .bind(&event.stream)
-                    .bind(&event.subject)
-                    .bind(&event.payload)
-                    .bind(event.event_at)
-                    .bind(&event.traceparent);
-            }
-            query.execute(&mut **tx).await?;
+            writes.add(false, |arguments| {
+                let now = arguments.bind(now);
+                let rows: Vec<String> = chunk
+                    .iter()
+                    .map(|Handed { event, .. }| {
+                        format!(
+                            "({}, {}, {}, {}, {}, {}, {now})",
+                            arguments.bind(&event.event_id),
+                            arguments.bind(&event.stream),
+                            arguments.bind(&event.subject),
+                            arguments.bind(&event.payload),
+                            arguments.bind(event.event_at),
+                            arguments.bind(&event.traceparent),
+                        )
+                    })
+                    .collect();
+                format!(
+                    "INSERT INTO outbox (event_id, stream, subject, payload, event_at, traceparent, created_at) VALUES {}",
+                    rows.join(", ")
+                )
+            });
         }
-        Ok(())
     }
 
     // ---- conversations ----
@@ -478,40 +481,41 @@ impl Store {
         let started = events::conversation_started(&locked.conversation, now);
         let events = vec![locked.stamp(opened, now), locked.stamp(started, now)];
         let c = &locked.conversation;
-        sqlx::query(&format!(
-            "INSERT INTO conversations ({CONVERSATION_COLUMNS}) VALUES ({})",
-            placeholders(1, 18)
-        ))
-        .bind(&c.conversation_id)
-        .bind(&c.app_id)
-        .bind(&c.endpoint)
-        .bind(&c.member_id)
-        .bind(&c.member_name)
-        .bind(&c.visitor.visitor_id)
-        .bind(&c.visitor.display_name)
-        .bind(i64::from(c.visitor.verified))
-        .bind(&c.visitor.external_id)
-        .bind(&c.visitor.member_id)
-        .bind(c.state.as_str())
-        .bind(c.started_at)
-        .bind(c.closed_at)
-        .bind(c.last_seq)
-        .bind(c.last_activity_at)
-        .bind(c.member_read_seq)
-        .bind(c.visitor_read_seq)
-        .bind(locked.event_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(|error| {
+        let mut writes = Writes::new(self.db.backend());
+        writes.add(false, |arguments| {
+            let values = [
+                arguments.bind(&c.conversation_id),
+                arguments.bind(&c.app_id),
+                arguments.bind(&c.endpoint),
+                arguments.bind(&c.member_id),
+                arguments.bind(&c.member_name),
+                arguments.bind(&c.visitor.visitor_id),
+                arguments.bind(&c.visitor.display_name),
+                arguments.bind(i64::from(c.visitor.verified)),
+                arguments.bind(&c.visitor.external_id),
+                arguments.bind(&c.visitor.member_id),
+                arguments.bind(c.state.as_str()),
+                arguments.bind(c.started_at),
+                arguments.bind(c.closed_at),
+                arguments.bind(c.last_seq),
+                arguments.bind(c.last_activity_at),
+                arguments.bind(c.member_read_seq),
+                arguments.bind(c.visitor_read_seq),
+                arguments.bind(locked.event_at),
+            ];
+            format!(
+                "INSERT INTO conversations ({CONVERSATION_COLUMNS}) VALUES ({})",
+                values.join(", ")
+            )
+        });
+        Self::write_events(&mut writes, &events, now);
+        writes.execute(&mut tx).await.map_err(|error| {
             if is_unique_violation(&error) {
                 Error::new(ErrorCode::Conflict, "the conversation was opened meanwhile")
             } else {
                 internal(error)
             }
         })?;
-        Self::insert_events(&mut tx, &events, now)
-            .await
-            .map_err(internal)?;
         self.commit(tx, events).await.map_err(internal)?;
         Ok(Started::Created(locked.conversation))
     }
@@ -682,76 +686,72 @@ impl Store {
         }
 
         if !new_messages.is_empty() {
-            let inserted =
-                Self::insert_messages(&mut tx, &conversations, &new_messages, !look_up_stored)
-                    .await?;
-            if inserted < new_messages.len() as u64 {
-                tx.rollback().await?;
-                return Ok(None);
-            }
-            Self::insert_events(&mut tx, &new_events, now).await?;
             let changed: Vec<&Locked> = ids
                 .iter()
                 .filter(|id| new_messages.iter().any(|m| m.conversation_id == **id))
                 .filter_map(|id| conversations.get(*id))
                 .collect();
-            Self::save_counters(&mut tx, &changed).await?;
+            let mut writes = Writes::new(self.db.backend());
+            Self::write_messages(&mut writes, &conversations, &new_messages, !look_up_stored);
+            Self::write_events(&mut writes, &new_events, now);
+            Self::write_counters(&mut writes, &changed, new_messages.len());
+            let inserted = writes.execute(&mut tx).await?;
+            if inserted < new_messages.len() as u64 {
+                tx.rollback().await?;
+                return Ok(None);
+            }
         }
         self.commit(tx, new_events).await?;
         Ok(Some(results))
     }
 
-    /// Inserts messages; with `skip_stored`, a message whose client id is stored
-    /// already is skipped. Returns how many were inserted.
-    async fn insert_messages(
-        tx: &mut Transaction<'_, Any>,
-        conversations: &HashMap<String, Locked>,
-        messages: &[Message],
+    /// Adds the inserts of `messages` to `writes`, counted; with `skip_stored`, a
+    /// message whose client id is stored already is skipped.
+    fn write_messages<'q>(
+        writes: &mut Writes<'q>,
+        conversations: &'q HashMap<String, Locked>,
+        messages: &'q [Message],
         skip_stored: bool,
-    ) -> Result<u64, sqlx::Error> {
-        let mut inserted = 0;
+    ) {
         for chunk in pow2_chunks(messages) {
-            let rows: Vec<String> = (0..chunk.len())
-                .map(|i| format!("({})", placeholders(1 + i * 8, 8)))
-                .collect();
-            let sql = format!(
-                "INSERT INTO messages (message_id, conversation_id, app_id, seq, client_id, sender, text, sent_at) VALUES {}{}",
-                rows.join(", "),
-                if skip_stored {
-                    " ON CONFLICT (conversation_id, sender, client_id) DO NOTHING"
-                } else {
-                    ""
-                }
-            );
-            let mut query = sqlx::query(&sql);
-            for message in chunk {
-                let app_id = conversations
-                    .get(&message.conversation_id)
-                    .map(|c| c.conversation.app_id.as_str())
-                    .unwrap_or_default();
-                query = query
-                    .bind(&message.message_id)
-                    .bind(&message.conversation_id)
-                    .bind(app_id)
-                    .bind(message.seq)
-                    .bind(&message.client_id)
-                    .bind(message.sender.as_str())
-                    .bind(&message.text)
-                    .bind(message.sent_at);
-            }
-            inserted += query.execute(&mut **tx).await?.rows_affected();
+            writes.add(true, |arguments| {
+                let rows: Vec<String> = chunk
+                    .iter()
+                    .map(|message| {
+                        let app_id = conversations
+                            .get(&message.conversation_id)
+                            .map(|c| c.conversation.app_id.as_str())
+                            .unwrap_or_default();
+                        format!(
+                            "({}, {}, {}, {}, {}, {}, {}, {})",
+                            arguments.bind(&message.message_id),
+                            arguments.bind(&message.conversation_id),
+                            arguments.bind(app_id),
+                            arguments.bind(message.seq),
+                            arguments.bind(&message.client_id),
+                            arguments.bind(message.sender.as_str()),
+                            arguments.bind(&message.text),
+                            arguments.bind(message.sent_at),
+                        )
+                    })
+                    .collect();
+                format!(
+                    "INSERT INTO messages (message_id, conversation_id, app_id, seq, client_id, sender, text, sent_at) VALUES {}{}",
+                    rows.join(", "),
+                    if skip_stored {
+                        " ON CONFLICT (conversation_id, sender, client_id) DO NOTHING"
+                    } else {
+                        ""
+                    }
+                )
+            });
         }
-        Ok(inserted)
     }
 
-    /// Saves the counters of the conversations a batch changed, in one statement.
-    async fn save_counters(
-        tx: &mut Transaction<'_, Any>,
-        changed: &[&Locked],
-    ) -> Result<(), sqlx::Error> {
-        let conversations: Vec<&Locked> = (0..bucket(changed.len()))
-            .map(|i| changed[i.min(changed.len() - 1)])
-            .collect();
+    /// Adds the update of the counters of the conversations a batch of `batch` messages
+    /// changed, in one statement. The list is padded to the batch's bucket, so that the
+    /// statement's shape depends on the batch's size alone.
+    fn write_counters<'q>(writes: &mut Writes<'q>, changed: &[&'q Locked], batch: usize) {
         const COLUMNS: [&str; 5] = [
             "last_seq",
             "last_activity_at",
@@ -759,41 +759,41 @@ impl Store {
             "visitor_read_seq",
             "event_at",
         ];
-        let per_row = 1 + COLUMNS.len();
-        let sets: Vec<String> = COLUMNS
-            .iter()
-            .enumerate()
-            .map(|(column_index, column)| {
-                let whens: String = (0..conversations.len())
-                    .map(|row| {
-                        let id = 1 + row * per_row;
-                        format!(" WHEN ${id} THEN ${}", id + 1 + column_index)
-                    })
-                    .collect();
-                format!("{column} = CASE conversation_id{whens} END")
-            })
-            .collect();
-        let ids: Vec<String> = (0..conversations.len())
-            .map(|row| format!("${}", 1 + row * per_row))
-            .collect();
-        let sql = format!(
-            "UPDATE conversations SET {} WHERE conversation_id IN ({})",
-            sets.join(", "),
-            ids.join(", ")
-        );
-        let mut query = sqlx::query(&sql);
-        for locked in &conversations {
-            let c = &locked.conversation;
-            query = query
-                .bind(&c.conversation_id)
-                .bind(c.last_seq)
-                .bind(c.last_activity_at)
-                .bind(c.member_read_seq)
-                .bind(c.visitor_read_seq)
-                .bind(locked.event_at);
-        }
-        query.execute(&mut **tx).await?;
-        Ok(())
+        writes.add(false, |arguments| {
+            let rows: Vec<(String, [String; 5])> = (0..bucket(batch))
+                .map(|i| {
+                    let locked = changed[i.min(changed.len() - 1)];
+                    let c = &locked.conversation;
+                    (
+                        arguments.bind(&c.conversation_id),
+                        [
+                            arguments.bind(c.last_seq),
+                            arguments.bind(c.last_activity_at),
+                            arguments.bind(c.member_read_seq),
+                            arguments.bind(c.visitor_read_seq),
+                            arguments.bind(locked.event_at),
+                        ],
+                    )
+                })
+                .collect();
+            let sets: Vec<String> = COLUMNS
+                .iter()
+                .enumerate()
+                .map(|(column_index, column)| {
+                    let whens: String = rows
+                        .iter()
+                        .map(|(id, values)| format!(" WHEN {id} THEN {}", values[column_index]))
+                        .collect();
+                    format!("{column} = CASE conversation_id{whens} END")
+                })
+                .collect();
+            let ids: Vec<&str> = rows.iter().map(|(id, _)| id.as_str()).collect();
+            format!(
+                "UPDATE conversations SET {} WHERE conversation_id IN ({})",
+                sets.join(", "),
+                ids.join(", ")
+            )
+        });
     }
 
     /// Messages of a conversation in sequence order, and whether there are more in the
@@ -882,20 +882,18 @@ impl Store {
             Sender::Member => "member_read_seq",
             Sender::Visitor => "visitor_read_seq",
         };
-        let event = locked.stamp(events::read(&locked.conversation, side, seq, now), now);
-        sqlx::query(&format!(
-            "UPDATE conversations SET {column} = $2, event_at = $3 WHERE conversation_id = $1"
-        ))
-        .bind(conversation_id)
-        .bind(seq)
-        .bind(event.event.event_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(internal)?;
-        let events = vec![event];
-        Self::insert_events(&mut tx, &events, now)
-            .await
-            .map_err(internal)?;
+        let events = vec![locked.stamp(events::read(&locked.conversation, side, seq, now), now)];
+        let mut writes = Writes::new(self.db.backend());
+        writes.add(false, |arguments| {
+            format!(
+                "UPDATE conversations SET {column} = {}, event_at = {} WHERE conversation_id = {}",
+                arguments.bind(seq),
+                arguments.bind(events[0].event.event_at),
+                arguments.bind(conversation_id),
+            )
+        });
+        Self::write_events(&mut writes, &events, now);
+        writes.execute(&mut tx).await.map_err(internal)?;
         self.commit(tx, events).await.map_err(internal)?;
         Ok(locked.conversation)
     }
@@ -907,7 +905,7 @@ impl Store {
         let mut locked = self.lock_conversation(&mut tx, conversation_id).await?;
         let mut events = Vec::new();
         if locked.conversation.state == ConversationState::Open {
-            events.push(Self::close_locked(&mut tx, &mut locked, now).await?);
+            events.push(self.close_locked(&mut tx, &mut locked, now).await?);
         }
         self.commit(tx, events).await.map_err(internal)?;
         Ok(locked.conversation)
@@ -915,6 +913,7 @@ impl Store {
 
     /// Closes a locked conversation; returns the event it wrote.
     async fn close_locked(
+        &self,
         tx: &mut Transaction<'_, Any>,
         locked: &mut Locked,
         now: i64,
@@ -923,18 +922,17 @@ impl Store {
         locked.conversation.closed_at = Some(now);
         locked.conversation.last_activity_at = now;
         let event = locked.stamp(events::closed(&locked.conversation, now), now);
-        sqlx::query(
-            "UPDATE conversations SET state = 'closed', closed_at = $2, last_activity_at = $2, event_at = $3 WHERE conversation_id = $1",
-        )
-        .bind(&locked.conversation.conversation_id)
-        .bind(now)
-        .bind(event.event.event_at)
-        .execute(&mut **tx)
-        .await
-        .map_err(internal)?;
-        Self::insert_events(tx, std::slice::from_ref(&event), now)
-            .await
-            .map_err(internal)?;
+        let mut writes = Writes::new(self.db.backend());
+        writes.add(false, |arguments| {
+            let now = arguments.bind(now);
+            format!(
+                "UPDATE conversations SET state = 'closed', closed_at = {now}, last_activity_at = {now}, event_at = {} WHERE conversation_id = {}",
+                arguments.bind(event.event.event_at),
+                arguments.bind(&locked.conversation.conversation_id),
+            )
+        });
+        Self::write_events(&mut writes, std::slice::from_ref(&event), now);
+        writes.execute(tx).await.map_err(internal)?;
         Ok(event)
     }
 
@@ -987,45 +985,45 @@ impl Store {
         message: &OfflineMessage,
         now: i64,
     ) -> Result<(), Error> {
-        let mut tx = self.begin().await?;
         let v = &message.visitor;
-        sqlx::query(&format!(
-            "INSERT INTO offline_messages ({OFFLINE_COLUMNS}) SELECT {} WHERE NOT EXISTS (SELECT 1 FROM blocked_visitors WHERE app_id = $2 AND member_id = $3 AND visitor_id = $5)",
-            placeholders(1, 12)
-        ))
-        .bind(&message.offline_message_id)
-        .bind(&message.app_id)
-        .bind(&message.member_id)
-        .bind(&message.endpoint)
-        .bind(&v.visitor_id)
-        .bind(&v.display_name)
-        .bind(i64::from(v.verified))
-        .bind(&v.external_id)
-        .bind(&v.member_id)
-        .bind(&message.text)
-        .bind(&message.email)
-        .bind(message.sent_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(internal)
-        .and_then(|done| {
-            if done.rows_affected() == 1 {
-                Ok(())
-            } else {
-                Err(Error::new(
-                    ErrorCode::VisitorBlocked,
-                    "the member does not accept messages from this visitor",
-                ))
-            }
-        })?;
         // The first and only event of its stream.
         let events = vec![Handed {
             event: PendingEvent::new(events::offline_message(message, now), now, now),
             after: None,
         }];
-        Self::insert_events(&mut tx, &events, now)
-            .await
-            .map_err(internal)?;
+        let mut writes = Writes::new(self.db.backend());
+        writes.add(true, |arguments| {
+            let [app_id, member_id, visitor_id] = [&message.app_id, &message.member_id, &v.visitor_id]
+                .map(|value| arguments.bind(value));
+            let values = [
+                arguments.bind(&message.offline_message_id),
+                app_id.clone(),
+                member_id.clone(),
+                arguments.bind(&message.endpoint),
+                visitor_id.clone(),
+                arguments.bind(&v.display_name),
+                arguments.bind(i64::from(v.verified)),
+                arguments.bind(&v.external_id),
+                arguments.bind(&v.member_id),
+                arguments.bind(&message.text),
+                arguments.bind(&message.email),
+                arguments.bind(message.sent_at),
+            ];
+            format!(
+                "INSERT INTO offline_messages ({OFFLINE_COLUMNS}) SELECT {} WHERE NOT EXISTS (SELECT 1 FROM blocked_visitors WHERE app_id = {app_id} AND member_id = {member_id} AND visitor_id = {visitor_id})",
+                values.join(", ")
+            )
+        });
+        Self::write_events(&mut writes, &events, now);
+        let mut tx = self.begin().await?;
+        // Blocked, the message is not inserted and the transaction (with its event) is
+        // rolled back.
+        if writes.execute(&mut tx).await.map_err(internal)? != 1 {
+            return Err(Error::new(
+                ErrorCode::VisitorBlocked,
+                "the member does not accept messages from this visitor",
+            ));
+        }
         self.commit(tx, events).await.map_err(internal)
     }
 
@@ -1110,7 +1108,7 @@ impl Store {
                 if let Some(mut conversation) = locked.get(*id).cloned()
                     && conversation.conversation.state == ConversationState::Open
                 {
-                    events.push(Self::close_locked(&mut tx, &mut conversation, now).await?);
+                    events.push(self.close_locked(&mut tx, &mut conversation, now).await?);
                 }
             }
         }
