@@ -576,6 +576,7 @@ impl EventBus for NatsBus {
     ) -> Result<Box<dyn DurableConsumer>, BusError> {
         check_name(name)?;
         let consumer = durable::NatsConsumer::open(
+            &self.client,
             &self.jetstream,
             &self.stream_name,
             &self.prefix,
@@ -1119,6 +1120,55 @@ mod tests {
         ));
     }
 
+    async fn a_fetch_that_returned_leaves_later_events_to_the_next(backend: &impl Backend) {
+        let bus = backend.bus("palaver").await;
+        let mut consumer = bus
+            .durable_consumer("hooks", Duration::from_secs(30))
+            .await
+            .unwrap();
+        bus.publish_durable("app1.conv.c1.msg", "e-1", Bytes::from("a"))
+            .await
+            .unwrap();
+        let first = consumer.fetch(4, Duration::from_secs(10)).await.unwrap();
+        assert_eq!(first.len(), 1, "a fetch returns with what there is");
+        for (id, text) in [("e-2", "b"), ("e-3", "c")] {
+            bus.publish_durable("app1.conv.c1.msg", id, Bytes::from(text))
+                .await
+                .unwrap();
+        }
+        let mut later = Vec::new();
+        while later.len() < 2 {
+            let fetched = consumer.fetch(4, Duration::from_secs(10)).await.unwrap();
+            assert!(!fetched.is_empty(), "the later events within 10 s");
+            later.extend(fetched);
+        }
+        let seen: Vec<(&str, u64)> = first
+            .iter()
+            .chain(&later)
+            .map(|delivery| (text(&delivery.event), delivery.attempt))
+            .collect();
+        assert_eq!(seen, [("a", 1), ("b", 1), ("c", 1)]);
+        first
+            .into_iter()
+            .next()
+            .unwrap()
+            .settle(Settlement::Ignored)
+            .await
+            .unwrap();
+        for delivery in later {
+            delivery.settle(Settlement::Done).await.unwrap();
+        }
+        assert!(
+            consumer
+                .fetch(4, Duration::from_millis(300))
+                .await
+                .unwrap()
+                .is_empty(),
+            "ignored and done events do not come back"
+        );
+        assert_eq!(consumer.backlog().await.unwrap(), 0);
+    }
+
     async fn journals_page_newest_first(backend: &impl Backend) {
         let bus = backend.bus("palaver").await;
         let journal = bus
@@ -1194,6 +1244,12 @@ mod tests {
             async fn durable_consumers_share_events_until_settled() {
                 let backend = $backend;
                 super::durable_consumers_share_events_until_settled(&backend).await;
+                backend.clean_up().await;
+            }
+            #[tokio::test]
+            async fn a_fetch_that_returned_leaves_later_events_to_the_next() {
+                let backend = $backend;
+                super::a_fetch_that_returned_leaves_later_events_to_the_next(&backend).await;
                 backend.clean_up().await;
             }
             #[tokio::test]

@@ -235,15 +235,15 @@ impl Sender {
         let attempted_at = SystemTime::now();
         let event = match events::decode(&delivery.event) {
             Ok(Some(event)) => event,
-            Ok(None) => return self.settle(delivery, Settlement::Done).await,
+            Ok(None) => return self.settle(delivery, Settlement::Ignored).await,
             Err(error) => {
                 tracing::error!(%error, "dropping a stored event that cannot be read");
-                return self.settle(delivery, Settlement::Done).await;
+                return self.settle(delivery, Settlement::Ignored).await;
             }
         };
         let tried = match self.webhook(&event.app_id).await {
             // The app is gone, and its events with it.
-            Ok(None) => return self.settle(delivery, Settlement::Done).await,
+            Ok(None) => return self.settle(delivery, Settlement::Ignored).await,
             Err(error) => Tried {
                 url: None,
                 status: None,
@@ -253,7 +253,7 @@ impl Sender {
                 if webhook.url.is_empty()
                     || !webhook.events.iter().any(|e| e == event.kind.name()) =>
             {
-                return self.settle(delivery, Settlement::Done).await;
+                return self.settle(delivery, Settlement::Ignored).await;
             }
             Ok(Some(webhook)) => self.send(&event, webhook).await,
         };

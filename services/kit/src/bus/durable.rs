@@ -6,6 +6,12 @@
 //! consumer on the events stream (acknowledged, negatively acknowledged with a delay, or
 //! terminated), so what a stopped process held is delivered again to another; the
 //! in-process bus keeps the same promises for as long as the process lives.
+//!
+//! A NATS consumer pulls into one inbox for its whole life: a fetch asks for as many
+//! events as its caller takes, and what that request brings after the fetch returned
+//! waits in the inbox for the next fetch, so a steady flow costs one request per batch
+//! rather than a subscription and two requests per event. Events waiting there when the
+//! process stops come back to another after the acknowledgement wait.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -14,8 +20,9 @@ use std::time::Duration;
 use async_nats::header::NATS_MESSAGE_ID;
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
 use async_nats::jetstream::{self, AckKind};
+use async_nats::{StatusCode, Subject, Subscriber};
 use async_trait::async_trait;
-use futures::StreamExt;
+use futures::{FutureExt as _, StreamExt};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -31,6 +38,9 @@ const MAX_UNSETTLED: i64 = 100_000;
 pub enum Settlement {
     /// Handled: it is not delivered again.
     Done,
+    /// Not for this consumer, nothing done: like `Done`, without waiting for the bus to
+    /// confirm (should the acknowledgement be lost, it comes again and is ignored again).
+    Ignored,
     /// Not handled yet: deliver it again after this long.
     RetryAfter(Duration),
     /// Not handled, and never to be delivered again.
@@ -82,14 +92,27 @@ fn consumer_error(consumer: &str, action: &'static str, source: BoxError) -> Bus
 /// A JetStream durable pull consumer of the whole events stream.
 pub(super) struct NatsConsumer {
     consumer: jetstream::consumer::Consumer<pull::Config>,
+    /// What the events' acknowledgements go through.
+    context: jetstream::Context,
+    /// Where the events this process pulls arrive.
+    inbox: Subject,
+    subscription: Subscriber,
+    /// The open pull request: how many events it may still bring, until when.
+    owed: usize,
+    open_until: Instant,
     name: String,
     prefix_len: usize,
 }
+
+/// How long after its expiry a pull request whose end the server did not report (a
+/// reconnect lost it) is taken as over.
+const REQUEST_GRACE: Duration = Duration::from_secs(1);
 
 impl NatsConsumer {
     /// Opens the consumer `name` of `stream`, creating it to start with the events
     /// published from now on; a delivery unsettled for `ack_wait` is delivered again.
     pub(super) async fn open(
+        client: &async_nats::Client,
         jetstream: &jetstream::Context,
         stream: &str,
         prefix: &str,
@@ -118,28 +141,77 @@ impl NatsConsumer {
             )
             .await
             .map_err(|e| error(e.into()))?;
+        let inbox = Subject::from(client.new_inbox());
+        let subscription = client
+            .subscribe(inbox.clone())
+            .await
+            .map_err(|e| error(e.into()))?;
         Ok(NatsConsumer {
             consumer,
+            context: jetstream.clone(),
+            inbox,
+            subscription,
+            owed: 0,
+            open_until: Instant::now(),
             name: name.to_owned(),
             prefix_len: prefix.len() + 1,
         })
     }
 
-    /// Adds the events of `batch` to `deliveries`; an error after some events keeps
-    /// them (the rest come again).
-    async fn take(
-        &self,
-        mut batch: pull::Batch,
+    /// Asks for up to `max` events, waiting at most `wait` for them.
+    async fn request(&mut self, max: usize, wait: Duration) -> Result<(), BusError> {
+        let batch = pull::BatchConfig {
+            batch: max,
+            expires: Some(wait),
+            ..Default::default()
+        };
+        self.consumer
+            .request_batch(batch, self.inbox.clone())
+            .await
+            .map_err(|e| consumer_error(&self.name, "fetch", e.into()))?;
+        self.owed = max;
+        self.open_until = Instant::now() + wait + REQUEST_GRACE;
+        Ok(())
+    }
+
+    fn closed(&self) -> BusError {
+        consumer_error(
+            &self.name,
+            "fetch",
+            "the connection to NATS is closed".into(),
+        )
+    }
+
+    /// Takes what arrived in the inbox: an event joins `deliveries`; a status (the
+    /// request expired or was ended) closes the open request.
+    fn arrived(
+        &mut self,
+        message: async_nats::Message,
         deliveries: &mut Vec<Delivery>,
     ) -> Result<(), BusError> {
-        while let Some(message) = batch.next().await {
-            match message {
-                Ok(message) => deliveries.push(self.delivery(message)?),
-                Err(error) if !deliveries.is_empty() => {
-                    tracing::warn!(%error, consumer = %self.name, "a batch of events broke off");
-                    break;
-                }
-                Err(error) => return Err(consumer_error(&self.name, "fetch", error)),
+        match message.status {
+            None | Some(StatusCode::OK) => {
+                self.owed = self.owed.saturating_sub(1);
+                let message = jetstream::Message {
+                    message,
+                    context: self.context.clone(),
+                };
+                deliveries.push(self.delivery(message)?);
+            }
+            Some(StatusCode::IDLE_HEARTBEAT) => {}
+            Some(StatusCode::TIMEOUT | StatusCode::NOT_FOUND | StatusCode::REQUEST_TERMINATED)
+                if message.description.as_deref() != Some("Consumer Deleted") =>
+            {
+                self.owed = 0;
+            }
+            Some(status) => {
+                self.owed = 0;
+                let what = message.description.unwrap_or_default();
+                return Err(consumer_error(
+                    &self.name,
+                    "fetch",
+                    format!("the server answered {status} {what}").into(),
+                ));
             }
         }
         Ok(())
@@ -178,30 +250,32 @@ impl NatsConsumer {
 
 #[async_trait]
 impl DurableConsumer for NatsConsumer {
-    /// One pull that ends with the first event (so none waits for a fuller batch), then
-    /// one that takes what else is there without waiting: neither leaves a request open
-    /// on the server that could hand events to nobody.
+    /// What the inbox holds; when it holds nothing, a request for `max` (unless one is
+    /// open) and the first event it brings within `wait`.
     async fn fetch(&mut self, max: usize, wait: Duration) -> Result<Vec<Delivery>, BusError> {
-        let first = self
-            .consumer
-            .batch()
-            .max_messages(1)
-            .expires(wait)
-            .messages()
-            .await
-            .map_err(|e| consumer_error(&self.name, "fetch", e.into()))?;
+        let deadline = Instant::now() + wait;
         let mut deliveries = Vec::new();
-        self.take(first, &mut deliveries).await?;
-        if deliveries.is_empty() || max <= 1 {
-            return Ok(deliveries);
-        }
-        match self.consumer.fetch().max_messages(max - 1).messages().await {
-            Ok(more) => self.take(more, &mut deliveries).await?,
-            Err(error) => {
-                tracing::warn!(%error, consumer = %self.name, "cannot fetch more events now");
+        loop {
+            while deliveries.len() < max {
+                match self.subscription.next().now_or_never() {
+                    Some(Some(message)) => self.arrived(message, &mut deliveries)?,
+                    Some(None) => return Err(self.closed()),
+                    None => break,
+                }
+            }
+            let now = Instant::now();
+            if !deliveries.is_empty() || now >= deadline {
+                return Ok(deliveries);
+            }
+            if self.owed == 0 || now >= self.open_until {
+                self.request(max, deadline - now).await?;
+            }
+            match tokio::time::timeout_at(deadline, self.subscription.next()).await {
+                Ok(Some(message)) => self.arrived(message, &mut deliveries)?,
+                Ok(None) => return Err(self.closed()),
+                Err(_) => {}
             }
         }
-        Ok(deliveries)
     }
 
     async fn backlog(&mut self) -> Result<u64, BusError> {
@@ -226,6 +300,7 @@ impl Settler for NatsSettler {
             // Waits for the server's confirmation: once this returns, the event is
             // never delivered again.
             Settlement::Done => self.message.double_ack().await,
+            Settlement::Ignored => self.message.ack().await,
             Settlement::RetryAfter(delay) => self.message.ack_with(AckKind::Nak(Some(delay))).await,
             Settlement::GiveUp => self.message.ack_with(AckKind::Term).await,
         };
@@ -365,7 +440,9 @@ impl Settler for LocalSettler {
     async fn settle(mut self: Box<Self>, settlement: Settlement) -> Result<(), BusError> {
         if let Some(pending) = self.pending.take() {
             match settlement {
-                Settlement::Done | Settlement::GiveUp => self.queue.lock().out -= 1,
+                Settlement::Done | Settlement::Ignored | Settlement::GiveUp => {
+                    self.queue.lock().out -= 1
+                }
                 Settlement::RetryAfter(delay) => {
                     self.queue.put_back(pending, Some(Instant::now() + delay))
                 }
