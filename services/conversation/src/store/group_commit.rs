@@ -2,8 +2,9 @@
 //!
 //! One collector task per process takes the first waiting send, gathers whatever else
 //! arrives within the window (at most 2 ms by default) or until the batch is full, and
-//! hands the batch to a committer (at a light load with no commit in flight it does not
-//! wait, since nothing would join), which appends it with [`Store::append_messages_on`].
+//! hands the batch to a committer (at a light load, when at the recent pace fewer than
+//! four sends would join within the window, it does not wait), which appends it with
+//! [`Store::append_messages_on`].
 //! Every send is answered only after the commit of its own batch, with its own result:
 //! one message that fails (a closed conversation, a caller who is not a participant)
 //! does not fail the others. Up to `committers` batches commit at once (PostgreSQL
@@ -49,8 +50,46 @@ impl Default for GroupCommitConfig {
     }
 }
 
-/// Batches smaller than this mean a light load.
-const LIGHT_LOAD: usize = 4;
+/// Fewer sends than this expected within the window mean a light load.
+const LIGHT_LOAD: u32 = 4;
+
+/// The pace of sends: the gap between two, smoothed over the last few dozen.
+struct Pace {
+    window: Duration,
+    last: Option<Instant>,
+    gap: Duration,
+}
+
+impl Pace {
+    /// A gap counts at most this many windows, so that a load that starts after a quiet
+    /// spell is soon seen as one.
+    const LONGEST_GAP: u32 = 10;
+
+    /// The pace of a quiet service whose batches wait at most `window`.
+    fn new(window: Duration) -> Self {
+        Pace {
+            window,
+            last: None,
+            gap: window * Self::LONGEST_GAP,
+        }
+    }
+
+    /// A send arrived at `now`.
+    fn arrived(&mut self, now: Instant) {
+        if let Some(last) = self.last {
+            let gap = now
+                .saturating_duration_since(last)
+                .min(self.window * Self::LONGEST_GAP);
+            self.gap = (self.gap * 7 + gap) / 8;
+        }
+        self.last = Some(now);
+    }
+
+    /// True when fewer than [`LIGHT_LOAD`] sends are expected within the window.
+    fn light(&self) -> bool {
+        self.gap * LIGHT_LOAD > self.window
+    }
+}
 
 /// Sends waiting for the collector before new ones wait for room.
 const QUEUE: usize = 8192;
@@ -104,7 +143,7 @@ async fn collect(
     let connections: Connections = Arc::default();
     let mut commits = JoinSet::new();
     let mut stopping = false;
-    let mut previous_batch = 0;
+    let mut pace = Pace::new(config.window);
     loop {
         let first = tokio::select! {
             biased;
@@ -117,33 +156,35 @@ async fn collect(
             request = receiver.recv() => request,
         };
         let Some(first) = first else { break };
+        pace.arrived(Instant::now());
         let mut batch = vec![first];
         let deadline = tokio::time::Instant::now() + config.window;
         while batch.len() < config.max_batch {
             match receiver.try_recv() {
                 Ok(request) => {
+                    pace.arrived(Instant::now());
                     batch.push(request);
                     continue;
                 }
                 Err(mpsc::error::TryRecvError::Disconnected) => break,
                 Err(mpsc::error::TryRecvError::Empty) => {}
             }
-            // At a light load (small batches) with no commit in flight, waiting would
-            // only add latency: what arrives meanwhile forms the next batch.
-            if previous_batch < LIGHT_LOAD
-                && committers.available_permits() == config.committers.max(1)
-            {
+            // At a light load, waiting would only add latency: what arrives meanwhile
+            // forms the next batch.
+            if pace.light() {
                 break;
             }
             tokio::select! {
                 request = receiver.recv() => match request {
-                    Some(request) => batch.push(request),
+                    Some(request) => {
+                        pace.arrived(Instant::now());
+                        batch.push(request);
+                    }
                     None => break,
                 },
                 () = tokio::time::sleep_until(deadline) => break,
             }
         }
-        previous_batch = batch.len();
         let Ok(permit) = committers.clone().acquire_owned().await else {
             break;
         };
@@ -236,5 +277,35 @@ async fn commit(store: &Store, connections: &Connections, batch: Vec<Request>, n
                 let _ = reply.send(Err(error.clone()));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pace_tells_a_light_load_from_a_heavy_one() {
+        let window = Duration::from_millis(2);
+        let mut pace = Pace::new(window);
+        assert!(pace.light(), "a quiet service does not wait");
+        let start = Instant::now();
+        let at = |micros: u64| start + Duration::from_micros(micros);
+        // 1,000 sends a second: about two per window.
+        for n in 0..100 {
+            pace.arrived(at(n * 1000));
+        }
+        assert!(pace.light(), "{:?} between sends", pace.gap);
+        // 10,000 a second: about twenty per window.
+        for n in 0..100 {
+            pace.arrived(at(100_000 + n * 100));
+        }
+        assert!(!pace.light(), "{:?} between sends", pace.gap);
+        // A long quiet spell, then sends at 1,000 a second again: light within a few.
+        pace.arrived(at(60_000_000));
+        for n in 1..=5 {
+            pace.arrived(at(60_000_000 + n * 1000));
+        }
+        assert!(pace.light(), "{:?} between sends", pace.gap);
     }
 }
