@@ -1,8 +1,8 @@
 //! The conversation repository: one set of portable queries over PostgreSQL or SQLite
 //! (see `palaver_kit::db`), with two differences kept local: how a transaction locks the
 //! conversations it changes (`Store::lock_conversations`), and how it sends its writes
-//! (`writes`: one statement on PostgreSQL, so a transaction makes one round trip to
-//! read, one to write and one to commit).
+//! (`writes`: one statement on PostgreSQL, so however many rows and tables a
+//! transaction writes, that costs one round trip).
 //!
 //! Every change writes its events to the outbox in its own transaction (see
 //! [`crate::outbox`]). Within a conversation, events get a strictly increasing
