@@ -150,7 +150,8 @@ impl WebhookWorker {
     }
 
     /// Sends events until `shutdown`, then waits for the attempts in flight (each ends
-    /// within the request timeout). Events not fetched yet stay with the bus.
+    /// within the request timeout). Events not fetched yet stay with the bus (those
+    /// already on their way to this gateway come back after the acknowledgement wait).
     pub async fn run(mut self, shutdown: Shutdown) {
         let slots = Arc::new(Semaphore::new(self.concurrency));
         let mut in_flight = JoinSet::new();
