@@ -108,6 +108,10 @@ pub(super) struct NatsConsumer {
 /// reconnect lost it) is taken as over.
 const REQUEST_GRACE: Duration = Duration::from_secs(1);
 
+/// The shortest a pull request waits on the server, however little of the fetch's wait
+/// is left (what it brings later waits in the inbox).
+const SHORTEST_REQUEST: Duration = Duration::from_millis(10);
+
 impl NatsConsumer {
     /// Opens the consumer `name` of `stream`, creating it to start with the events
     /// published from now on; a delivery unsettled for `ack_wait` is delivered again.
@@ -268,7 +272,8 @@ impl DurableConsumer for NatsConsumer {
                 return Ok(deliveries);
             }
             if self.owed == 0 || now >= self.open_until {
-                self.request(max, deadline - now).await?;
+                self.request(max, (deadline - now).max(SHORTEST_REQUEST))
+                    .await?;
             }
             match tokio::time::timeout_at(deadline, self.subscription.next()).await {
                 Ok(Some(message)) => self.arrived(message, &mut deliveries)?,
