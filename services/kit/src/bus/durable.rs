@@ -178,6 +178,19 @@ impl NatsConsumer {
         Ok(())
     }
 
+    /// A fetch that failed after some events keeps them (the rest come again).
+    fn broke_off(
+        &self,
+        deliveries: Vec<Delivery>,
+        error: BusError,
+    ) -> Result<Vec<Delivery>, BusError> {
+        if deliveries.is_empty() {
+            return Err(error);
+        }
+        tracing::warn!(%error, consumer = %self.name, "a fetch of events broke off");
+        Ok(deliveries)
+    }
+
     fn closed(&self) -> BusError {
         consumer_error(
             &self.name,
@@ -261,10 +274,13 @@ impl DurableConsumer for NatsConsumer {
         let mut deliveries = Vec::new();
         loop {
             while deliveries.len() < max {
-                match self.subscription.next().now_or_never() {
-                    Some(Some(message)) => self.arrived(message, &mut deliveries)?,
-                    Some(None) => return Err(self.closed()),
+                let arrived = match self.subscription.next().now_or_never() {
+                    Some(Some(message)) => self.arrived(message, &mut deliveries),
+                    Some(None) => Err(self.closed()),
                     None => break,
+                };
+                if let Err(error) = arrived {
+                    return self.broke_off(deliveries, error);
                 }
             }
             let now = Instant::now();
@@ -275,10 +291,13 @@ impl DurableConsumer for NatsConsumer {
                 self.request(max, (deadline - now).max(SHORTEST_REQUEST))
                     .await?;
             }
-            match tokio::time::timeout_at(deadline, self.subscription.next()).await {
-                Ok(Some(message)) => self.arrived(message, &mut deliveries)?,
-                Ok(None) => return Err(self.closed()),
-                Err(_) => {}
+            let arrived = match tokio::time::timeout_at(deadline, self.subscription.next()).await {
+                Ok(Some(message)) => self.arrived(message, &mut deliveries),
+                Ok(None) => Err(self.closed()),
+                Err(_) => Ok(()),
+            };
+            if let Err(error) = arrived {
+                return self.broke_off(deliveries, error);
             }
         }
     }
