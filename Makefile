@@ -10,7 +10,7 @@ help: ## List the targets
 run: ## Run Palaver on its embedded default (palaver up)
 	$(CARGO) run -p palaver -- up
 
-test: ## Run every test (PostgreSQL and NATS from PALAVER_TEST_*_URL, else started locally)
+test: deps ## Run every test, installing what they need first (PostgreSQL and NATS from PALAVER_TEST_*_URL, else started locally)
 	$(CARGO) nextest run --workspace --no-fail-fast
 
 lint: ## Format check and clippy with warnings as errors
@@ -20,7 +20,7 @@ lint: ## Format check and clippy with warnings as errors
 fmt: ## Format the code
 	$(CARGO) fmt --all
 
-deps: ## Install what the tests and helm-check need when it is missing (idempotent)
+deps: ## Install what the tests and helm-check need when it is missing (idempotent; make test runs it)
 	bash scripts/deps.sh
 
 bench: deps ## Run the benchmarks and print their figures (installs what they need first)

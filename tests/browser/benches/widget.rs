@@ -42,9 +42,7 @@ fn main() {
 }
 
 async fn time_to_badge() {
-    let Some(scene) = Scene::start().await else {
-        return;
-    };
+    let scene = Scene::start().await;
     scene.visitor.goto(&scene.profile).await;
 
     let mut cold = Vec::with_capacity(RUNS);

@@ -62,9 +62,9 @@ pub struct Chromium {
 }
 
 impl Chromium {
-    /// Starts chromedriver, or answers `None` (after saying so) when Chromium or
-    /// chromedriver is not installed, unless `CI=true`, where that is a failure.
-    pub async fn start() -> Option<Chromium> {
+    /// Starts chromedriver; panics saying which of Chromium and chromedriver is missing
+    /// (`make test` installs both): a browser test never skips.
+    pub async fn start() -> Chromium {
         let chromium = on_path("chromium");
         let chromedriver = on_path("chromedriver");
         let (Some(chromium), Some(chromedriver)) = (chromium.clone(), chromedriver.clone()) else {
@@ -72,15 +72,10 @@ impl Chromium {
                 .into_iter()
                 .filter_map(|(name, found)| found.is_none().then_some(name))
                 .collect();
-            let missing = missing.join(" and ");
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "{missing} not found on PATH: the browser tests need them (`make deps` installs them)"
+            panic!(
+                "{} not found on PATH: the browser tests need them (`make test` installs them)",
+                missing.join(" and ")
             );
-            eprintln!(
-                "SKIPPED: {missing} not found on PATH, so this browser test did not run (`make deps` installs them)"
-            );
-            return None;
         };
         // Its own process group, so that dropping it ends the Chromiums it started too.
         let mut driver = Command::new(&chromedriver)
@@ -107,12 +102,12 @@ impl Chromium {
         .flatten()
         .expect("chromedriver says which port it listens on");
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Some(Chromium {
+        Chromium {
             driver,
             webdriver_url: format!("http://127.0.0.1:{port}"),
             chromium,
             profiles: tempfile::tempdir().expect("a temporary directory for profiles"),
-        })
+        }
     }
 
     /// A new headless Chromium with an empty profile of its own: one person.

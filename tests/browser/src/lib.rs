@@ -7,8 +7,8 @@
 //! - [`Chromium::start`] runs chromedriver on a port of its choosing; each
 //!   [`Chromium::session`] is a headless Chromium window with a profile of its own (one
 //!   per person in a scenario: a visitor, a member), driven over WebDriver by
-//!   fantoccini. Without Chromium or chromedriver, `start` fails when `CI=true` and
-//!   otherwise answers `None` after printing that the test is skipped.
+//!   fantoccini. Without Chromium or chromedriver, `start` fails saying which is missing
+//!   (`make test` installs both): no browser test skips.
 //! - [`Page`] and [`Widget`] find things by waiting for them: every expectation polls
 //!   ([`eventually`]) until it holds or a generous guard expires; no fixed sleeps.
 //!   The widget lives in a shadow root, reached with WebDriver's shadow-root commands.

@@ -15,12 +15,11 @@ pub struct Stage {
 }
 
 impl Stage {
-    /// Starts chromedriver and `palaver up`; `None` when the test is skipped for want of
-    /// a browser (see [`Chromium::start`]).
-    pub async fn start() -> Option<Stage> {
-        let chromium = Chromium::start().await?;
+    /// Starts chromedriver and `palaver up` (see [`Chromium::start`]).
+    pub async fn start() -> Stage {
+        let chromium = Chromium::start().await;
         let palaver = Palaver::up().await;
-        Some(Stage { palaver, chromium })
+        Stage { palaver, chromium }
     }
 
     /// A new browser window with a profile of its own: one person.
@@ -44,20 +43,19 @@ pub struct Scene {
 }
 
 impl Scene {
-    /// Sets the scene on a new [`Stage`]; `None` when the test is skipped for want of a
-    /// browser.
-    pub async fn start() -> Option<Scene> {
-        let Stage { palaver, chromium } = Stage::start().await?;
+    /// Sets the scene on a new [`Stage`].
+    pub async fn start() -> Scene {
+        let Stage { palaver, chromium } = Stage::start().await;
         let member = chromium.session().await;
         let visitor = chromium.session().await;
         let profile = demo::member_with_chat_box(&member, &palaver, MEMBER).await;
-        Some(Scene {
+        Scene {
             member,
             visitor,
             profile,
             palaver,
             _chromium: chromium,
-        })
+        }
     }
 
     /// Closes both browsers (the visitor's first), checking that each closes.

@@ -34,9 +34,7 @@ async fn start_anonymous_chat(visitor: &Page, profile: &url::Url, name: &str, te
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_anonymous_visitor_and_the_member_chat_and_a_reload_keeps_the_history() {
-    let Some(scene) = Scene::start().await else {
-        return;
-    };
+    let scene = Scene::start().await;
     demo::open_console(&scene.member, &scene.palaver).await;
 
     start_anonymous_chat(
@@ -132,9 +130,7 @@ async fn an_anonymous_visitor_and_the_member_chat_and_a_reload_keeps_the_history
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signed_in_visitor_shows_in_the_console_as_verified_with_their_screen_name() {
-    let Some(scene) = Scene::start().await else {
-        return;
-    };
+    let scene = Scene::start().await;
     demo::open_console(&scene.member, &scene.palaver).await;
 
     demo::sign_in(&scene.visitor, &scene.palaver, VISITOR).await;
@@ -160,9 +156,7 @@ async fn a_signed_in_visitor_shows_in_the_console_as_verified_with_their_screen_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn html_in_a_name_or_a_message_shows_as_text() {
-    let Some(scene) = Scene::start().await else {
-        return;
-    };
+    let scene = Scene::start().await;
     demo::open_console(&scene.member, &scene.palaver).await;
 
     // Were any of these made into elements, the page's text would not show the tags

@@ -8,9 +8,7 @@ use palaver_browser_tests::{Scene, demo, eventually};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_offline_member_gets_the_message_in_the_console_and_the_site_a_signed_webhook() {
     // The member has a chat box but no console open: offline.
-    let Some(scene) = Scene::start().await else {
-        return;
-    };
+    let scene = Scene::start().await;
 
     scene.visitor.goto(&scene.profile).await;
     let widget = scene.visitor.widget();

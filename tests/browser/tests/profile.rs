@@ -8,9 +8,7 @@ use palaver_browser_tests::demo::{self, Decision, MEMBER};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn approving_consent_enables_the_checkbox_that_puts_the_chat_box_on_the_profile() {
-    let Some(stage) = Stage::start().await else {
-        return;
-    };
+    let stage = Stage::start().await;
     let member = stage.person().await;
 
     demo::sign_in(&member, &stage.palaver, MEMBER).await;
@@ -52,9 +50,7 @@ async fn approving_consent_enables_the_checkbox_that_puts_the_chat_box_on_the_pr
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn denying_consent_leaves_the_checkbox_disabled() {
-    let Some(stage) = Stage::start().await else {
-        return;
-    };
+    let stage = Stage::start().await;
     let member = stage.person().await;
 
     demo::sign_in(&member, &stage.palaver, MEMBER).await;

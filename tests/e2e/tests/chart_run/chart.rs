@@ -22,7 +22,7 @@ pub fn repo_root() -> PathBuf {
 }
 
 /// `.tools/bin/helm` (`$PALAVER_TOOLS/bin/helm` when set, as for `make helm-check`),
-/// which `make deps` (`bash scripts/deps.sh helm`) installs. Never skipped: without helm
+/// which `make test` installs (`scripts/deps.sh helm`). Never skipped: without helm
 /// this test fails and says how to get it.
 pub fn helm() -> PathBuf {
     let tools = std::env::var_os("PALAVER_TOOLS")
@@ -31,7 +31,7 @@ pub fn helm() -> PathBuf {
     let helm = tools.join("bin/helm");
     assert!(
         helm.is_file(),
-        "{} is missing: run `make deps` (or `bash scripts/deps.sh helm`) in the repository root first",
+        "{} is missing: `make test` installs it (or `bash scripts/deps.sh helm` alone)",
         helm.display()
     );
     helm
