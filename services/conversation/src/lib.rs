@@ -4,9 +4,12 @@
 //! sending is idempotent on the client's message id, and every change reaches NATS
 //! through a transactional outbox, so no event is lost when NATS or the process fails.
 //!
-//! [`domain`] holds the logic; [`store`] the SQL repository (PostgreSQL or SQLite) with
-//! its [group commit](store::group_commit); [`outbox`] the events and their relay;
-//! [`directory`] what is asked of identity; [`grpc`] the tonic server.
+//! Dependencies point one way: [`model`] holds the nouns; [`domain`] the rules over them
+//! (validation, which events a change emits, transcripts); [`store`] the SQL repository
+//! (PostgreSQL or SQLite) with its [group commit](store::group_commit), which writes each
+//! change's events as [`proto`] encodes them; [`outbox`] the relay of those events and
+//! the hand-off from the store; [`directory`] what is asked of identity; [`service`] the
+//! service on top of them; [`grpc`] the tonic server over it.
 //! [`ConversationService::build`] binds the gRPC and admin listeners (port 0 works) and
 //! [`ConversationService::run_until_stopped`] serves until the shutdown is triggered;
 //! `main.rs`, `palaver up` and the tests start it the same way, `palaver up` handing it
@@ -35,8 +38,10 @@
 pub mod directory;
 pub mod domain;
 pub mod grpc;
+pub mod model;
 pub mod outbox;
 pub mod proto;
+pub mod service;
 pub mod store;
 
 use std::net::SocketAddr;
@@ -53,8 +58,9 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::directory::Directory;
-use crate::domain::{Clock, Conversations, Policy};
+use crate::domain::{Clock, Policy};
 use crate::outbox::Relay;
+use crate::service::Conversations;
 use crate::store::Store;
 use crate::store::group_commit::{GroupCommit, GroupCommitConfig};
 
@@ -224,7 +230,7 @@ impl ConversationService {
         let db = Database::connect(&config.database_url)
             .await
             .context("connecting to the conversation database")?;
-        let store = Store::new(db.clone());
+        let store = Store::new(db.clone(), proto::encode_event);
         let channel = palaver_kit::grpc::balanced_channel(&config.identity_url)
             .with_context(|| format!("PALAVER_IDENTITY_URL {}", config.identity_url))?;
         let directory = Directory::new(channel, APP_CACHE);
@@ -347,7 +353,7 @@ async fn retain_periodically(
         tokio::select! {
             () = shutdown.wait() => return,
             _ = every.tick() => match conversations.apply_retention().await {
-                Ok(retained) if retained == domain::Retained::default() => {}
+                Ok(retained) if retained == model::Retained::default() => {}
                 Ok(retained) => tracing::info!(?retained, "retention applied"),
                 Err(error) => tracing::error!(%error, "retention failed"),
             },

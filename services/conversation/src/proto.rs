@@ -1,9 +1,13 @@
-//! Domain values as the protobuf messages of `conversation.proto`, for the gRPC server
-//! and the events on NATS.
+//! The model as the protobuf messages of `conversation.proto`, for the gRPC server, and
+//! events as those of `events.proto`, for the bus ([`encode_event`], the store's
+//! encoder).
 
 use palaver_proto::conversation::v1 as pb;
+use palaver_proto::events::v1 as events_pb;
+use prost::Message as _;
 
-use crate::domain::{Conversation, ConversationState, Message, OfflineMessage, Sender, Visitor};
+use crate::domain::events::{Event, EventKind};
+use crate::model::{Conversation, ConversationState, Message, OfflineMessage, Sender, Visitor};
 
 /// A Unix-milliseconds time as a protobuf timestamp.
 pub fn timestamp(unix_ms: i64) -> prost_types::Timestamp {
@@ -77,6 +81,59 @@ pub fn offline_message(message: &OfflineMessage) -> pb::OfflineMessage {
         text: message.text.clone(),
         email: message.email.clone(),
         sent_at: Some(timestamp(message.sent_at)),
+    }
+}
+
+/// `event` as its `events.proto` message, encoded (a [`crate::domain::events::Encode`]).
+pub fn encode_event(event_id: &str, event: &Event) -> Vec<u8> {
+    use events_pb::conversation_state_event::Kind as State;
+    let event_id = event_id.to_owned();
+    let at = Some(timestamp(event.at));
+    let state = |c: &Conversation, kind: State| events_pb::ConversationStateEvent {
+        event_id: event_id.clone(),
+        at,
+        conversation_id: c.conversation_id.clone(),
+        kind: Some(kind),
+    };
+    match &event.kind {
+        EventKind::Opened(c) => state(c, State::Opened(conversation(c, 0))).encode_to_vec(),
+        EventKind::Closed(c) => state(c, State::Closed(conversation(c, 0))).encode_to_vec(),
+        EventKind::Read {
+            conversation: c,
+            by,
+            seq,
+        } => state(
+            c,
+            State::Read(events_pb::ReadUpTo {
+                seq: *seq as u64,
+                by: sender(*by) as i32,
+            }),
+        )
+        .encode_to_vec(),
+        EventKind::MessageCreated { message: m, .. } => events_pb::MessageEvent {
+            event_id,
+            at,
+            kind: Some(events_pb::message_event::Kind::Created(message(m))),
+        }
+        .encode_to_vec(),
+        EventKind::ConversationStarted(c) => events_pb::InboxEvent {
+            event_id,
+            at,
+            member_id: c.member_id.clone(),
+            kind: Some(events_pb::inbox_event::Kind::ConversationStarted(
+                conversation(c, 0),
+            )),
+        }
+        .encode_to_vec(),
+        EventKind::OfflineMessage(m) => events_pb::InboxEvent {
+            event_id,
+            at,
+            member_id: m.member_id.clone(),
+            kind: Some(events_pb::inbox_event::Kind::OfflineMessage(
+                offline_message(m),
+            )),
+        }
+        .encode_to_vec(),
     }
 }
 

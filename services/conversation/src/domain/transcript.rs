@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use super::{Conversation, ConversationState, Message, Sender};
+use crate::model::{Conversation, ConversationState, Message, Sender};
 
 /// A Unix-milliseconds time as RFC 3339 in UTC, to the second.
 pub fn rfc3339(unix_ms: i64) -> String {

@@ -3,6 +3,8 @@
 
 use palaver_kit::Error;
 
+use crate::model::Cursor;
+
 /// The longest message or offline message, in characters after trimming.
 pub const MAX_TEXT_CHARS: usize = 4_000;
 /// The longest client message id.
@@ -107,30 +109,16 @@ pub fn page_size(limit: u32) -> Result<u32, Error> {
     }
 }
 
-/// A position in a list ordered by time, newest first: `<unix ms>.<id>`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Cursor {
-    pub at: i64,
-    pub id: String,
-}
-
-impl Cursor {
-    /// Reads a cursor a previous page handed out; empty means the first page.
-    pub fn parse(value: &str) -> Result<Option<Cursor>, Error> {
-        if value.is_empty() {
-            return Ok(None);
-        }
-        let invalid = || Error::invalid("cursor", "is not a cursor this service handed out");
-        let (at, id_part) = value.split_once('.').ok_or_else(invalid)?;
-        let at = at.parse::<i64>().map_err(|_| invalid())?;
-        let id = id("cursor", id_part).map_err(|_| invalid())?;
-        Ok(Some(Cursor { at, id }))
+/// Reads a cursor a previous page handed out; empty means the first page.
+pub fn cursor(value: &str) -> Result<Option<Cursor>, Error> {
+    if value.is_empty() {
+        return Ok(None);
     }
-
-    /// The cursor's text form.
-    pub fn encode(&self) -> String {
-        format!("{}.{}", self.at, self.id)
-    }
+    let invalid = || Error::invalid("cursor", "is not a cursor this service handed out");
+    let (at, id_part) = value.split_once('.').ok_or_else(invalid)?;
+    let at = at.parse::<i64>().map_err(|_| invalid())?;
+    let id = id("cursor", id_part).map_err(|_| invalid())?;
+    Ok(Some(Cursor { at, id }))
 }
 
 #[cfg(test)]
@@ -178,14 +166,14 @@ mod tests {
 
     #[test]
     fn cursors_round_trip() {
-        let cursor = Cursor {
+        let position = Cursor {
             at: 1_700_000_000_000,
             id: "c_abc".into(),
         };
-        assert_eq!(Cursor::parse(&cursor.encode()).unwrap(), Some(cursor));
-        assert_eq!(Cursor::parse("").unwrap(), None);
+        assert_eq!(cursor(&position.encode()).unwrap(), Some(position));
+        assert_eq!(cursor("").unwrap(), None);
         for bad in ["x", "1", "x.c_a", "1.c.d"] {
-            assert!(Cursor::parse(bad).is_err(), "{bad:?}");
+            assert!(cursor(bad).is_err(), "{bad:?}");
         }
         assert_eq!(page_size(0).unwrap(), DEFAULT_PAGE);
         assert!(page_size(MAX_PAGE + 1).is_err());

@@ -8,8 +8,9 @@ use pb::conversations_server::Conversations as ConversationsRpc;
 use tonic::{Request, Response, Status};
 
 use crate::domain::validate;
-use crate::domain::{Caller, ConversationView, Conversations, Erased, Page, Visitor, Who};
+use crate::model::{Caller, ConversationView, Erased, Page, Visitor, Who};
 use crate::proto;
+use crate::service::Conversations;
 
 /// The tonic service over the domain.
 pub struct ConversationServer {

@@ -12,7 +12,7 @@ use std::sync::Mutex;
 
 use tokio::sync::Notify;
 
-use crate::store::PendingEvent;
+use crate::model::PendingEvent;
 
 /// Events waiting in the hand-off before new ones are dropped (and read from the table
 /// instead): a relay that does not keep up, or none at all, costs bounded memory.

@@ -1,6 +1,6 @@
 //! The transactional outbox and its relay.
 //!
-//! Every change writes its [`events`] into the `outbox` table in the transaction that
+//! Every change writes its events ([`crate::domain::events`]) into the `outbox` table in the transaction that
 //! makes the change, so an event exists exactly when its change does. The [`Relay`]
 //! publishes waiting events through the bus's `publish_durable` (the event id is the
 //! `Nats-Msg-Id`) and then marks them published by deleting them. A relay that dies
@@ -24,7 +24,6 @@
 //! that caused the event (its `traceparent`, stored with the event), so the event
 //! carries that trace on over the bus.
 
-pub mod events;
 pub mod handoff;
 
 use std::collections::{HashMap, HashSet};
@@ -40,8 +39,9 @@ use tracing::Instrument as _;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::domain::Clock;
+use crate::model::PendingEvent;
 use crate::outbox::handoff::Handed;
-use crate::store::{PendingEvent, Store};
+use crate::store::Store;
 
 /// The most events one pass reads.
 const BATCH: u32 = 1000;

@@ -22,8 +22,9 @@ use sqlx::pool::PoolConnection;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::JoinSet;
 
-use super::{Appended, NewMessage, Store};
+use super::Store;
 use crate::domain::Clock;
+use crate::model::{Appended, NewMessage};
 
 /// How sends are grouped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

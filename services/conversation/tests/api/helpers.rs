@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use palaver_conversation::domain::{Clock, Conversations};
+use palaver_conversation::domain::Clock;
+use palaver_conversation::proto::encode_event;
+use palaver_conversation::service::Conversations;
 use palaver_conversation::store::Store;
 use palaver_conversation::{ConversationConfig, ConversationService};
 use palaver_identity::{IdentityConfig, IdentityService};
@@ -135,7 +137,7 @@ async fn start(
     let conversations = service.conversations();
     let shutdown = Shutdown::new();
     let task = tokio::spawn(service.run_until_stopped(shutdown.clone()));
-    let store = Store::new(Database::connect(&db.url).await.unwrap());
+    let store = Store::new(Database::connect(&db.url).await.unwrap(), encode_event);
     TestConversation {
         client: ConversationsClient::new(balanced_channel(&url).unwrap()),
         identity,
@@ -155,7 +157,7 @@ pub async fn database_only(backend: Backend) -> (Arc<TestDatabase>, Store) {
     palaver_conversation::migrate(&db.url)
         .await
         .expect("conversation migrations");
-    let store = Store::new(Database::connect(&db.url).await.unwrap());
+    let store = Store::new(Database::connect(&db.url).await.unwrap(), encode_event);
     (db, store)
 }
 

@@ -6,9 +6,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use palaver_conversation::domain::{Caller, Clock, Visitor, Who};
+use palaver_conversation::domain::Clock;
+use palaver_conversation::model::{Caller, NewConversation, NewMessage, Started, Visitor, Who};
 use palaver_conversation::outbox::Relay;
-use palaver_conversation::store::{NewConversation, NewMessage, Started};
 use palaver_kit::bus::NatsBus;
 use palaver_kit::testing;
 use palaver_proto::events::v1 as ev;

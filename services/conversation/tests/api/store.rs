@@ -4,9 +4,12 @@
 
 use std::collections::HashSet;
 
-use palaver_conversation::domain::{Caller, Clock, ConversationState, Visitor, Who};
+use palaver_conversation::domain::Clock;
+use palaver_conversation::model::{
+    Caller, ConversationState, NewConversation, NewMessage, Started, Visitor, Who,
+};
+use palaver_conversation::store::Store;
 use palaver_conversation::store::group_commit::{GroupCommit, GroupCommitConfig};
-use palaver_conversation::store::{NewConversation, NewMessage, Started, Store};
 use palaver_kit::ErrorCode;
 use palaver_kit::shutdown::Shutdown;
 

@@ -1,5 +1,7 @@
-//! The conversation service's nouns: conversations, messages, offline messages, callers
-//! and their role in a conversation.
+//! The conversation service's nouns, the leaf every other module builds on:
+//! conversations, messages, offline messages, callers and their role in a conversation,
+//! what the store is asked to write and what it answers, and events as the outbox keeps
+//! them. Plain values and their own small rules; no SQL, no protobuf.
 
 use palaver_kit::{Error, ErrorCode};
 
@@ -221,4 +223,101 @@ pub enum Page {
     After(i64),
     /// Those just before this sequence number.
     Before(i64),
+}
+
+/// A position in a list ordered by time, newest first: `<unix ms>.<id>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    pub at: i64,
+    pub id: String,
+}
+
+impl Cursor {
+    /// The cursor's text form, which [`crate::domain::validate::cursor`] reads back.
+    pub fn encode(&self) -> String {
+        format!("{}.{}", self.at, self.id)
+    }
+}
+
+/// A conversation with the unread count of whoever asked, and whether its member has
+/// blocked its visitor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConversationView {
+    pub conversation: Conversation,
+    pub unread: i64,
+    pub visitor_blocked: bool,
+}
+
+/// A whole conversation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transcript {
+    pub conversation: ConversationView,
+    pub messages: Vec<Message>,
+    pub text: String,
+    pub json: String,
+}
+
+/// What one retention pass deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Retained {
+    pub messages: u64,
+    pub offline_messages: u64,
+    pub conversations: u64,
+}
+
+/// A conversation to open.
+#[derive(Debug, Clone)]
+pub struct NewConversation {
+    pub app_id: String,
+    pub endpoint: String,
+    pub member_id: String,
+    pub member_name: String,
+    pub visitor: Visitor,
+}
+
+/// What starting a conversation did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Started {
+    /// A new conversation.
+    Created(Conversation),
+    /// The visitor's open conversation with the endpoint, returned instead.
+    Existing(Conversation),
+}
+
+/// A message to append, as the caller sent it (validated).
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub conversation_id: String,
+    pub caller: Caller,
+    pub client_id: String,
+    pub text: String,
+    /// The W3C `traceparent` of the sending request, which its event carries on.
+    pub traceparent: Option<String>,
+}
+
+/// An appended message: new, or stored before under the same client id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    pub message: Message,
+    pub created: bool,
+}
+
+/// An event as the outbox keeps it until the relay has published it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingEvent {
+    /// Also the `Nats-Msg-Id`, so JetStream drops a publish the relay repeats.
+    pub event_id: String,
+    /// Events of one stream are published in the order they were committed.
+    pub stream: String,
+    /// The subject, without the bus prefix.
+    pub subject: String,
+    /// The encoded event, as the bus carries it.
+    pub payload: Vec<u8>,
+    /// The order key: strictly increasing within a stream, in commit order.
+    pub event_at: i64,
+    /// When the change was committed (Unix milliseconds).
+    pub created_at: i64,
+    /// The W3C `traceparent` of the request that caused the event, so that publishing
+    /// it continues that trace.
+    pub traceparent: Option<String>,
 }
