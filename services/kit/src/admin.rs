@@ -4,12 +4,15 @@
 //! - `/readyz`: 200 when every [`ReadinessCheck`] passes, else 503 with a JSON body
 //!   naming the failing checks (`{"ready":false,"failing":{"database":"…"}}`); also 503
 //!   once shutdown is triggered;
-//! - `/metrics`: Prometheus text of everything recorded through the `metrics` crate.
+//! - `/metrics`: Prometheus text of everything recorded through the `metrics` crate,
+//!   and of the service's [instance gauges](AdminServer::with_gauge).
 //!
 //! One Prometheus recorder serves the whole process (`palaver up` runs every service in
 //! one), installed by the first [`AdminServer::bind`] or [`metrics_handle`] call: bind the
 //! admin server before recording metrics, since the `metrics` macros drop what they
-//! record while no recorder is installed.
+//! record while no recorder is installed. A gauge of a service instance's own state (its
+//! open streams, its subscriptions) is read from that instance when scraped instead, so
+//! two instances in one process (`palaver up`, tests) each report their own.
 
 use std::io;
 use std::net::SocketAddr;
@@ -95,10 +98,18 @@ pub struct AdminServer {
     listener: tokio::net::TcpListener,
     local_addr: SocketAddr,
     checks: Vec<Arc<dyn ReadinessCheck>>,
+    gauges: Vec<InstanceGauge>,
+}
+
+/// A gauge read from the service instance's state each time `/metrics` is scraped.
+struct InstanceGauge {
+    name: &'static str,
+    read: Box<dyn Fn() -> f64 + Send + Sync>,
 }
 
 struct AdminState {
     checks: Vec<Arc<dyn ReadinessCheck>>,
+    gauges: Vec<InstanceGauge>,
     shutdown: Shutdown,
 }
 
@@ -115,7 +126,22 @@ impl AdminServer {
             listener,
             local_addr,
             checks,
+            gauges: Vec::new(),
         })
+    }
+
+    /// Adds the gauge `name`, whose value `read` takes from this service instance's
+    /// state whenever `/metrics` is scraped.
+    pub fn with_gauge(
+        mut self,
+        name: &'static str,
+        read: impl Fn() -> f64 + Send + Sync + 'static,
+    ) -> AdminServer {
+        self.gauges.push(InstanceGauge {
+            name,
+            read: Box::new(read),
+        });
+        self
     }
 
     /// The address the server listens on.
@@ -128,6 +154,7 @@ impl AdminServer {
     pub async fn run(self, shutdown: Shutdown) -> anyhow::Result<()> {
         let state = Arc::new(AdminState {
             checks: self.checks,
+            gauges: self.gauges,
             shutdown: shutdown.clone(),
         });
         let router = Router::new()
@@ -178,13 +205,15 @@ async fn readyz(State(state): State<Arc<AdminState>>) -> (StatusCode, Json<Value
     )
 }
 
-async fn metrics() -> impl IntoResponse {
+async fn metrics(State(state): State<Arc<AdminState>>) -> impl IntoResponse {
     let handle = metrics_handle();
     handle.run_upkeep();
-    (
-        [(CONTENT_TYPE, "text/plain; version=0.0.4")],
-        handle.render(),
-    )
+    let mut text = handle.render();
+    for gauge in &state.gauges {
+        let (name, value) = (gauge.name, (gauge.read)());
+        text.push_str(&format!("# TYPE {name} gauge\n{name} {value}\n"));
+    }
+    ([(CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
 
 #[cfg(test)]
@@ -337,5 +366,38 @@ mod tests {
             body.contains("palaver_admin_test_requests_total 3"),
             "{body}"
         );
+    }
+
+    #[tokio::test]
+    async fn each_server_reports_its_own_instance_gauges() {
+        let bind = || AdminServer::bind("127.0.0.1:0".parse().unwrap(), vec![]);
+        let streams = Arc::new(std::sync::atomic::AtomicUsize::new(2));
+        let read = streams.clone();
+        let first = bind()
+            .await
+            .unwrap()
+            .with_gauge("palaver_admin_test_streams", move || {
+                read.load(std::sync::atomic::Ordering::Relaxed) as f64
+            });
+        let second = bind()
+            .await
+            .unwrap()
+            .with_gauge("palaver_admin_test_streams", || 7.0);
+        let urls = [first.local_addr(), second.local_addr()].map(|a| format!("http://{a}/metrics"));
+        let shutdown = Shutdown::new();
+        let _tasks = [first, second].map(|server| tokio::spawn(server.run(shutdown.clone())));
+
+        let (_, body) = get(urls[0].clone()).await;
+        assert!(
+            body.contains(
+                "# TYPE palaver_admin_test_streams gauge\npalaver_admin_test_streams 2\n"
+            ),
+            "{body}"
+        );
+        streams.store(3, std::sync::atomic::Ordering::Relaxed);
+        let (_, body) = get(urls[0].clone()).await;
+        assert!(body.contains("palaver_admin_test_streams 3\n"), "{body}");
+        let (_, body) = get(urls[1].clone()).await;
+        assert!(body.contains("palaver_admin_test_streams 7\n"), "{body}");
     }
 }

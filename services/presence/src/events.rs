@@ -66,6 +66,13 @@ impl BusEvents {
         }
     }
 
+    /// Counts the bus subscriptions open now, one per watched member, however many
+    /// watch them (`palaver_presence_bus_subscriptions`).
+    pub fn subscriptions(&self) -> impl Fn() -> usize + Send + Sync + 'static {
+        let hub = self.hub.clone();
+        move || hub.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+
     /// Joins the shared subscription of `subject`, if there is one.
     fn join(&self, subject: &str) -> Option<BoxStream<'static, FeedItem>> {
         let mut hub = self.hub.lock().unwrap_or_else(PoisonError::into_inner);
@@ -107,11 +114,10 @@ impl Drop for Leave {
         let mut hub = self.hub.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(shared) = hub.get_mut(&self.subject) {
             shared.watchers -= 1;
-            if shared.watchers == 0 {
-                if let Some(shared) = hub.remove(&self.subject) {
-                    shared.pump.abort();
-                }
-                metrics::gauge!("palaver_presence_bus_subscriptions").set(hub.len() as f64);
+            if shared.watchers == 0
+                && let Some(shared) = hub.remove(&self.subject)
+            {
+                shared.pump.abort();
             }
         }
     }
@@ -175,7 +181,6 @@ impl PresenceEvents for BusEvents {
                 pump,
             },
         );
-        metrics::gauge!("palaver_presence_bus_subscriptions").set(hub.len() as f64);
         drop(hub);
         Ok(self.feed(&subject, receiver))
     }

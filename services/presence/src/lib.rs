@@ -49,6 +49,7 @@ use tokio::net::TcpListener;
 
 use crate::domain::{Policy, Presence};
 use crate::events::BusEvents;
+use crate::grpc::WatchStreams;
 use crate::identity::IdentityDirectory;
 use crate::store::{KvOptions, KvStore, MemoryStore, PresenceStore, StoreCheck};
 
@@ -224,6 +225,7 @@ pub struct PresenceService {
     grpc: TcpListener,
     grpc_addr: SocketAddr,
     admin: AdminServer,
+    watch_streams: WatchStreams,
     drain: Duration,
 }
 
@@ -231,10 +233,12 @@ impl PresenceService {
     pub async fn build(config: PresenceConfig, backends: Backends) -> anyhow::Result<Self> {
         let channel = palaver_kit::grpc::balanced_channel(&config.identity_url)
             .context("PALAVER_IDENTITY_URL")?;
+        let events = BusEvents::new(backends.bus.clone());
+        let subscriptions = events.subscriptions();
         let presence = Arc::new(Presence::new(
             backends.store.clone(),
             Arc::new(IdentityDirectory::new(channel)),
-            Arc::new(BusEvents::new(backends.bus.clone())),
+            Arc::new(events),
             config.policy,
             config.replica,
         ));
@@ -246,11 +250,20 @@ impl PresenceService {
             Arc::new(BusCheck(backends.bus)),
             Arc::new(StoreCheck(backends.store)),
         ];
+        let watch_streams = WatchStreams::default();
+        let streams = watch_streams.clone();
         let admin = AdminServer::bind(config.common.admin_listen, checks)
             .await
-            .with_context(|| format!("binding {}", config.common.admin_listen))?;
+            .with_context(|| format!("binding {}", config.common.admin_listen))?
+            .with_gauge("palaver_presence_watch_streams", move || {
+                streams.count() as f64
+            })
+            .with_gauge("palaver_presence_bus_subscriptions", move || {
+                subscriptions() as f64
+            });
         Ok(PresenceService {
             presence,
+            watch_streams,
             grpc,
             grpc_addr,
             admin,
@@ -283,6 +296,7 @@ impl PresenceService {
         let routes = tonic::service::Routes::new(grpc::PresenceServer::new(
             self.presence.clone(),
             shutdown.clone(),
+            self.watch_streams,
         ));
         let grpc = tokio::spawn(palaver_kit::grpc::serve(
             self.grpc,

@@ -2,6 +2,7 @@
 //! Every answer carries the `palaver-replica` metadata naming the replica that gave it.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use futures::StreamExt;
 use futures::stream::{self, BoxStream};
@@ -25,14 +26,42 @@ pub struct PresenceServer {
     presence: Arc<Presence>,
     replica: MetadataValue<tonic::metadata::Ascii>,
     shutdown: Shutdown,
+    watch_streams: WatchStreams,
+}
+
+/// How many watch streams a presence instance has open (`palaver_presence_watch_streams`).
+#[derive(Debug, Clone, Default)]
+pub struct WatchStreams(Arc<AtomicUsize>);
+
+impl WatchStreams {
+    /// The number open now.
+    pub fn count(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// Counts a stream until the answer is dropped.
+    fn open(&self) -> OpenWatch {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        OpenWatch(self.0.clone())
+    }
+}
+
+/// One open watch stream of [`WatchStreams`].
+struct OpenWatch(Arc<AtomicUsize>);
+
+impl Drop for OpenWatch {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl PresenceServer {
     /// Watch streams end (with `UNAVAILABLE`, so clients watch again elsewhere) when
-    /// `shutdown` triggers.
+    /// `shutdown` triggers; `watch_streams` counts them while they are open.
     pub fn new(
         presence: Arc<Presence>,
         shutdown: Shutdown,
+        watch_streams: WatchStreams,
     ) -> pb::presence_server::PresenceServer<PresenceServer> {
         let replica = MetadataValue::try_from(presence.replica())
             .unwrap_or_else(|_| MetadataValue::from_static("unnamed"));
@@ -40,6 +69,7 @@ impl PresenceServer {
             presence,
             replica,
             shutdown,
+            watch_streams,
         })
     }
 
@@ -130,22 +160,6 @@ fn record_device(device: &DeviceKey) {
     span.record("app_id", device.member.app_id.as_str());
     span.record("member_id", device.member.member_id.as_str());
     span.record("device_id", device.device_id.as_str());
-}
-
-/// Keeps the count of open watch streams.
-struct WatchGauge;
-
-impl WatchGauge {
-    fn open() -> Self {
-        metrics::gauge!("palaver_presence_watch_streams").increment(1);
-        WatchGauge
-    }
-}
-
-impl Drop for WatchGauge {
-    fn drop(&mut self) {
-        metrics::gauge!("palaver_presence_watch_streams").decrement(1);
-    }
 }
 
 #[tonic::async_trait]
@@ -280,11 +294,11 @@ impl PresenceRpc for PresenceServer {
         span.record("targets", r.targets.len());
         let targets = targets_from(r.targets)?;
         let changes = self.presence.watch(&r.app_id, &targets).await?;
-        let gauge = WatchGauge::open();
+        let open = self.watch_streams.open();
         let shutdown = self.shutdown.clone();
         let stopped = Box::pin(async move { shutdown.wait().await });
         let ended = stream::once(async move {
-            drop(gauge);
+            drop(open);
             Err(GrpcStatus::unavailable(
                 "the watch ended (the replica is stopping); watch again",
             ))
