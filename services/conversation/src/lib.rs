@@ -49,12 +49,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use palaver_kit::admin::{AdminServer, DatabaseCheck, ReadinessCheck};
+use palaver_kit::admin::{DatabaseCheck, ReadinessCheck};
 use palaver_kit::bus::EventBus;
 use palaver_kit::config::{CommonConfig, ConfigError, Env};
-use palaver_kit::db::{Backend, Database};
-use palaver_kit::shutdown::{Shutdown, drain};
-use tokio::net::TcpListener;
+use palaver_kit::db::{Backend, Database, Migrations};
+use palaver_kit::service::{Listeners, Service};
+use palaver_kit::shutdown::Shutdown;
 use tokio::task::JoinHandle;
 
 use crate::directory::Directory;
@@ -78,6 +78,8 @@ pub struct ConversationConfig {
     /// Where `main` connects the bus; `None` when the caller hands [`ConversationService::build`]
     /// its bus (`palaver up`, tests).
     pub nats_url: Option<String>,
+    /// The subject prefix on NATS (`PALAVER_BUS_PREFIX`).
+    pub bus_prefix: String,
     pub identity_url: String,
     pub policy: Policy,
     pub group_commit: GroupCommitConfig,
@@ -117,6 +119,7 @@ impl ConversationConfig {
                 &["postgres", "postgresql", "sqlite"],
             )?,
             nats_url: Some(env.required_url("PALAVER_NATS_URL", &["nats", "tls"])?),
+            bus_prefix: palaver_kit::bus::prefix_from_env(env)?,
             identity_url: env.required_url("PALAVER_IDENTITY_URL", &["http"])?,
             policy: Policy {
                 open_conversations_per_visitor: open,
@@ -137,6 +140,7 @@ impl ConversationConfig {
             common: CommonConfig::ephemeral(),
             database_url: database_url.to_owned(),
             nats_url: None,
+            bus_prefix: palaver_kit::bus::DEFAULT_PREFIX.to_owned(),
             identity_url: identity_url.to_owned(),
             policy: Policy::default(),
             group_commit: GroupCommitConfig::default(),
@@ -147,58 +151,9 @@ impl ConversationConfig {
 
 /// Runs the migrations of the database at `database_url`.
 pub async fn migrate(database_url: &str) -> anyhow::Result<()> {
-    let db = Database::connect(database_url)
+    palaver_kit::service::migrate(database_url, &store::migrations())
         .await
-        .context("connecting to the conversation database")?;
-    db.migrate(&store::migrations())
-        .await
-        .context("migrating the conversation database")
-}
-
-/// What `palaver-conversation [serve|migrate]` (and `palaver conversation …`) does:
-/// reads the configuration from the environment, exiting with status 2 and a message
-/// naming the variable when it is bad, then serves until SIGTERM or SIGINT, or migrates.
-pub async fn run_command(command: Option<&str>) -> anyhow::Result<()> {
-    let env = Env::process();
-    match command {
-        None | Some("serve") => serve_from_env(&env).await,
-        Some("migrate") => {
-            let database_url = env
-                .required_url(
-                    "PALAVER_DATABASE_URL",
-                    &["postgres", "postgresql", "sqlite"],
-                )
-                .unwrap_or_else(|error| exit(&error.to_string()));
-            let _telemetry = palaver_kit::telemetry::init("palaver-conversation")?;
-            migrate(&database_url).await.context("migrations failed")
-        }
-        Some(other) => exit(&format!(
-            "unknown command {other:?}; use `serve` or `migrate`"
-        )),
-    }
-}
-
-async fn serve_from_env(env: &Env) -> anyhow::Result<()> {
-    let config = ConversationConfig::from_env(env).unwrap_or_else(|error| exit(&error.to_string()));
-    let _telemetry = palaver_kit::telemetry::init("palaver-conversation")?;
-    let nats_url = config
-        .nats_url
-        .clone()
-        .context("PALAVER_NATS_URL must be set")?;
-    let prefix =
-        palaver_kit::bus::prefix_from_env(env).unwrap_or_else(|error| exit(&error.to_string()));
-    let bus = palaver_kit::bus::NatsBus::connect(&nats_url, &prefix)
-        .await
-        .context("connecting to NATS (PALAVER_NATS_URL)")?;
-    let service = ConversationService::build(config, Arc::new(bus)).await?;
-    let shutdown = Shutdown::new();
-    palaver_kit::shutdown::trigger_on_signal(&shutdown);
-    service.run_until_stopped(shutdown).await
-}
-
-fn exit(message: &str) -> ! {
-    eprintln!("palaver-conversation: {message}");
-    std::process::exit(2);
+        .context("the conversation database")
 }
 
 /// A bound, ready-to-run conversation service.
@@ -207,10 +162,7 @@ pub struct ConversationService {
     relay: Relay,
     writer: JoinHandle<()>,
     writer_stop: Shutdown,
-    grpc: TcpListener,
-    grpc_addr: SocketAddr,
-    admin: AdminServer,
-    drain: Duration,
+    listeners: Listeners,
     retention_interval: Duration,
 }
 
@@ -257,33 +209,24 @@ impl ConversationService {
             config.policy,
             clock,
         ));
-        let grpc = TcpListener::bind(config.common.listen)
-            .await
-            .with_context(|| format!("binding {}", config.common.listen))?;
-        let grpc_addr = grpc.local_addr().context("reading the gRPC address")?;
         let checks: Vec<Arc<dyn ReadinessCheck>> = vec![Arc::new(DatabaseCheck(db.pool().clone()))];
-        let admin = AdminServer::bind(config.common.admin_listen, checks)
-            .await
-            .with_context(|| format!("binding {}", config.common.admin_listen))?;
+        let listeners = Listeners::bind(&config.common, checks).await?;
         Ok(ConversationService {
             conversations,
             relay,
             writer,
             writer_stop,
-            grpc,
-            grpc_addr,
-            admin,
-            drain: config.common.drain,
+            listeners,
             retention_interval: config.retention_interval,
         })
     }
 
     pub fn grpc_addr(&self) -> SocketAddr {
-        self.grpc_addr
+        self.listeners.addr
     }
 
     pub fn admin_addr(&self) -> SocketAddr {
-        self.admin.local_addr()
+        self.listeners.admin_addr()
     }
 
     /// The domain, for running it in process.
@@ -295,49 +238,60 @@ impl ConversationService {
     /// calls in flight finish, the sends already queued are committed, and the relay
     /// makes one last pass.
     pub async fn run_until_stopped(self, shutdown: Shutdown) -> anyhow::Result<()> {
-        tracing::info!(grpc = %self.grpc_addr, admin = %self.admin.local_addr(), "conversation service listening");
         let routes =
             tonic::service::Routes::new(grpc::ConversationServer::new(self.conversations.clone()));
-        let grpc = tokio::spawn(palaver_kit::grpc::serve(
-            self.grpc,
-            routes,
-            &[SERVICE_NAME],
-            shutdown.clone(),
-        ));
-        let admin = tokio::spawn(self.admin.run(shutdown.clone()));
         let relay = tokio::spawn(self.relay.clone().run(shutdown.clone()));
         let retention = tokio::spawn(retain_periodically(
             self.conversations.clone(),
             self.retention_interval,
             shutdown.clone(),
         ));
-        shutdown.wait().await;
         let (writer, writer_stop, last_relay) = (self.writer, self.writer_stop, self.relay);
-        let finished = drain(
-            async move {
-                let grpc = grpc.await;
-                writer_stop.trigger();
-                let _ = writer.await;
-                let _ = relay.await;
-                if let Err(error) = last_relay.relay_once().await {
-                    tracing::warn!(%error, "the last relay pass failed; events wait in the outbox");
-                }
-                let _ = retention.await;
-                (grpc, admin.await)
-            },
-            self.drain,
-        )
-        .await;
-        match finished {
-            Some((grpc, admin)) => {
-                grpc.context("gRPC server task")?.context("gRPC server")?;
-                admin
-                    .context("admin server task")?
-                    .context("admin server")?;
-            }
-            None => tracing::warn!("conversation service stopped before its work drained"),
-        }
-        Ok(())
+        let stop = shutdown.clone();
+        self.listeners
+            .run(
+                "conversation service",
+                shutdown,
+                |listener| palaver_kit::grpc::serve(listener, routes, &[SERVICE_NAME], stop),
+                async move {
+                    writer_stop.trigger();
+                    let _ = writer.await;
+                    let _ = relay.await;
+                    if let Err(error) = last_relay.relay_once().await {
+                        tracing::warn!(%error, "the last relay pass failed; events wait in the outbox");
+                    }
+                    let _ = retention.await;
+                },
+            )
+            .await
+    }
+}
+
+impl Service for ConversationService {
+    const NAME: &'static str = "palaver-conversation";
+    type Config = ConversationConfig;
+
+    fn config(env: &Env) -> Result<ConversationConfig, ConfigError> {
+        ConversationConfig::from_env(env)
+    }
+
+    async fn start(config: ConversationConfig) -> anyhow::Result<Self> {
+        let nats_url = config
+            .nats_url
+            .clone()
+            .context("PALAVER_NATS_URL must be set")?;
+        let bus = palaver_kit::bus::NatsBus::connect(&nats_url, &config.bus_prefix)
+            .await
+            .context("connecting to NATS (PALAVER_NATS_URL)")?;
+        ConversationService::build(config, Arc::new(bus)).await
+    }
+
+    async fn run_until_stopped(self, shutdown: Shutdown) -> anyhow::Result<()> {
+        ConversationService::run_until_stopped(self, shutdown).await
+    }
+
+    fn migrations() -> Option<Migrations> {
+        Some(store::migrations())
     }
 }
 

@@ -5,7 +5,8 @@
 //! [`domain`] holds the logic, [`store`] the SQL repository (PostgreSQL or SQLite),
 //! [`grpc`] the tonic server. [`IdentityService::build`] binds the gRPC and admin
 //! listeners (port 0 works) and [`IdentityService::run_until_stopped`] serves until the
-//! shutdown is triggered; `main.rs` and the tests start it the same way.
+//! shutdown is triggered; `main.rs` (through `palaver_kit::service`) and the tests start
+//! it the same way. `palaver-identity migrate` reads `PALAVER_DATABASE_URL` only.
 //!
 //! Configuration (environment variables):
 //!
@@ -29,11 +30,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use palaver_kit::admin::{AdminServer, DatabaseCheck, ReadinessCheck};
+use palaver_kit::admin::{DatabaseCheck, ReadinessCheck};
 use palaver_kit::config::{CommonConfig, ConfigError, Env};
-use palaver_kit::db::Database;
-use palaver_kit::shutdown::{Shutdown, drain};
-use tokio::net::TcpListener;
+use palaver_kit::db::{Database, Migrations};
+use palaver_kit::service::{Listeners, Service};
+use palaver_kit::shutdown::Shutdown;
 
 use crate::domain::{Clock, Identity, Policy};
 use crate::store::Store;
@@ -84,49 +85,17 @@ impl IdentityConfig {
     }
 }
 
-/// What `palaver-identity [serve|migrate]` (and `palaver identity …`) does: reads the
-/// configuration from the environment, exiting with status 2 and a message naming the
-/// variable when it is bad, then serves until SIGTERM or SIGINT, or migrates.
-pub async fn run_command(command: Option<&str>) -> anyhow::Result<()> {
-    let config = IdentityConfig::from_env(&Env::process()).unwrap_or_else(|error| {
-        eprintln!("palaver-identity: {error}");
-        std::process::exit(2);
-    });
-    let _telemetry = palaver_kit::telemetry::init("palaver-identity")?;
-    match command {
-        None | Some("serve") => {
-            let service = IdentityService::build(config).await?;
-            let shutdown = Shutdown::new();
-            palaver_kit::shutdown::trigger_on_signal(&shutdown);
-            service.run_until_stopped(shutdown).await
-        }
-        Some("migrate") => migrate(&config.database_url)
-            .await
-            .context("migrations failed"),
-        Some(other) => {
-            eprintln!("palaver-identity: unknown command {other:?}; use `serve` or `migrate`");
-            std::process::exit(2);
-        }
-    }
-}
-
 /// Runs the migrations of the database at `database_url`.
 pub async fn migrate(database_url: &str) -> anyhow::Result<()> {
-    let db = Database::connect(database_url)
+    palaver_kit::service::migrate(database_url, &store::migrations())
         .await
-        .context("connecting to the identity database")?;
-    db.migrate(&store::migrations())
-        .await
-        .context("migrating the identity database")
+        .context("the identity database")
 }
 
 /// A bound, ready-to-run identity service.
 pub struct IdentityService {
     identity: Arc<Identity>,
-    grpc: TcpListener,
-    grpc_addr: SocketAddr,
-    admin: AdminServer,
-    drain: Duration,
+    listeners: Listeners,
 }
 
 impl IdentityService {
@@ -144,29 +113,20 @@ impl IdentityService {
             .ensure_signing_key()
             .await
             .context("preparing the signing key")?;
-        let grpc = TcpListener::bind(config.common.listen)
-            .await
-            .with_context(|| format!("binding {}", config.common.listen))?;
-        let grpc_addr = grpc.local_addr().context("reading the gRPC address")?;
         let checks: Vec<Arc<dyn ReadinessCheck>> = vec![Arc::new(DatabaseCheck(db.pool().clone()))];
-        let admin = AdminServer::bind(config.common.admin_listen, checks)
-            .await
-            .with_context(|| format!("binding {}", config.common.admin_listen))?;
+        let listeners = Listeners::bind(&config.common, checks).await?;
         Ok(IdentityService {
             identity,
-            grpc,
-            grpc_addr,
-            admin,
-            drain: config.common.drain,
+            listeners,
         })
     }
 
     pub fn grpc_addr(&self) -> SocketAddr {
-        self.grpc_addr
+        self.listeners.addr
     }
 
     pub fn admin_addr(&self) -> SocketAddr {
-        self.admin.local_addr()
+        self.listeners.admin_addr()
     }
 
     /// The domain, for running it in process (`palaver up`).
@@ -176,35 +136,43 @@ impl IdentityService {
 
     /// Serves until `shutdown` triggers, then drains for at most the drain timeout.
     pub async fn run_until_stopped(self, shutdown: Shutdown) -> anyhow::Result<()> {
-        tracing::info!(grpc = %self.grpc_addr, admin = %self.admin.local_addr(), "identity service listening");
         let routes = tonic::service::Routes::new(grpc::IdentityServer::new(self.identity.clone()));
-        let grpc = tokio::spawn(palaver_kit::grpc::serve(
-            self.grpc,
-            routes,
-            &[SERVICE_NAME],
-            shutdown.clone(),
-        ));
-        let admin = tokio::spawn(self.admin.run(shutdown.clone()));
         let rotation = tokio::spawn(rotate_keys_periodically(
             self.identity.clone(),
             shutdown.clone(),
         ));
-        shutdown.wait().await;
-        let finished = drain(
-            async { (grpc.await, admin.await, rotation.await) },
-            self.drain,
-        )
-        .await;
-        match finished {
-            Some((grpc, admin, _)) => {
-                grpc.context("gRPC server task")?.context("gRPC server")?;
-                admin
-                    .context("admin server task")?
-                    .context("admin server")?;
-            }
-            None => tracing::warn!("identity service stopped before its work drained"),
-        }
-        Ok(())
+        let stop = shutdown.clone();
+        self.listeners
+            .run(
+                "identity service",
+                shutdown,
+                |listener| palaver_kit::grpc::serve(listener, routes, &[SERVICE_NAME], stop),
+                async {
+                    let _ = rotation.await;
+                },
+            )
+            .await
+    }
+}
+
+impl Service for IdentityService {
+    const NAME: &'static str = "palaver-identity";
+    type Config = IdentityConfig;
+
+    fn config(env: &Env) -> Result<IdentityConfig, ConfigError> {
+        IdentityConfig::from_env(env)
+    }
+
+    async fn start(config: IdentityConfig) -> anyhow::Result<Self> {
+        IdentityService::build(config).await
+    }
+
+    async fn run_until_stopped(self, shutdown: Shutdown) -> anyhow::Result<()> {
+        IdentityService::run_until_stopped(self, shutdown).await
+    }
+
+    fn migrations() -> Option<Migrations> {
+        Some(store::migrations())
     }
 }
 

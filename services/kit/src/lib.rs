@@ -5,6 +5,8 @@
 //! - [`config`]: typed configuration from environment variables.
 //! - [`telemetry`]: JSON logs with trace ids, OTLP trace export, W3C trace context over
 //!   gRPC metadata and NATS headers.
+//! - [`service`]: what every service's process does: its command line, configuration,
+//!   telemetry, listeners, and the drain on shutdown.
 //! - [`shutdown`]: SIGTERM/SIGINT and a bounded drain.
 //! - [`status`]: member statuses, their availability order and proto form.
 //! - [`admin`]: the admin HTTP server (`/healthz`, `/readyz`, `/metrics`).
@@ -37,6 +39,7 @@ pub mod db;
 pub mod error;
 pub mod grpc;
 pub mod html;
+pub mod service;
 pub mod shutdown;
 pub mod status;
 pub mod telemetry;

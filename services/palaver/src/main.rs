@@ -11,6 +11,7 @@ mod demo;
 mod up;
 
 use clap::{Parser, Subcommand};
+use palaver_kit::service::{Command as ServiceCommand, run};
 
 #[derive(Parser)]
 #[command(
@@ -28,11 +29,20 @@ enum Command {
     /// Run Palaver on its embedded default: one process, SQLite, a demo site.
     Up(up::UpArgs),
     /// Run the identity service: `serve` (the default) or `migrate`.
-    Identity { command: Option<String> },
+    Identity {
+        #[arg(value_enum)]
+        command: Option<ServiceCommand>,
+    },
     /// Run the presence service: `serve` (the default).
-    Presence { command: Option<String> },
+    Presence {
+        #[arg(value_enum)]
+        command: Option<ServiceCommand>,
+    },
     /// Run the conversation service: `serve` (the default) or `migrate`.
-    Conversation { command: Option<String> },
+    Conversation {
+        #[arg(value_enum)]
+        command: Option<ServiceCommand>,
+    },
     /// Run the gateway: `serve` (the default).
     Gateway { command: Option<String> },
 }
@@ -41,10 +51,10 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Up(args) => up::run(args).await,
-        Command::Identity { command } => palaver_identity::run_command(command.as_deref()).await,
-        Command::Presence { command } => palaver_presence::run_command(command.as_deref()).await,
+        Command::Identity { command } => run::<palaver_identity::IdentityService>(command).await,
+        Command::Presence { command } => run::<palaver_presence::PresenceService>(command).await,
         Command::Conversation { command } => {
-            palaver_conversation::run_command(command.as_deref()).await
+            run::<palaver_conversation::ConversationService>(command).await
         }
         Command::Gateway { command } => palaver_gateway::run_command(command.as_deref()).await,
     }

@@ -40,12 +40,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use palaver_kit::admin::{AdminServer, BusCheck, ReadinessCheck};
+use palaver_kit::admin::{BusCheck, ReadinessCheck};
 use palaver_kit::bus::{EventBus, NatsBus};
 use palaver_kit::config::{CommonConfig, ConfigError, Env};
-use palaver_kit::shutdown::{Shutdown, drain};
+use palaver_kit::service::{Listeners, Service};
+use palaver_kit::shutdown::Shutdown;
 use rand::Rng;
-use tokio::net::TcpListener;
 
 use crate::domain::{Policy, Presence};
 use crate::events::BusEvents;
@@ -63,6 +63,8 @@ pub struct PresenceConfig {
     /// Where `main.rs` connects the bus and the bucket (see [`Backends::nats`]);
     /// unset in process, where the caller hands over [`Backends`] of its own.
     pub nats_url: Option<String>,
+    /// The subject prefix and bucket name on NATS (`PALAVER_BUS_PREFIX`).
+    pub bus_prefix: String,
     pub identity_url: String,
     pub policy: Policy,
     pub kv: KvOptions,
@@ -125,6 +127,7 @@ impl PresenceConfig {
         Ok(PresenceConfig {
             common: CommonConfig::from_env(env, 50052)?,
             nats_url: Some(env.required_url("PALAVER_NATS_URL", &["nats", "tls"])?),
+            bus_prefix: palaver_kit::bus::prefix_from_env(env)?,
             identity_url: env.required_url("PALAVER_IDENTITY_URL", &["http"])?,
             policy: Policy {
                 ttl,
@@ -144,6 +147,7 @@ impl PresenceConfig {
         PresenceConfig {
             common: CommonConfig::ephemeral(),
             nats_url: None,
+            bus_prefix: palaver_kit::bus::DEFAULT_PREFIX.to_owned(),
             identity_url: identity_url.to_owned(),
             policy: Policy::default(),
             kv: KvOptions::default(),
@@ -191,42 +195,11 @@ impl Backends {
     }
 }
 
-/// What `palaver-presence [serve]` (and `palaver presence …`) does: reads the
-/// configuration from the environment, exiting with status 2 and a message naming the
-/// variable when it is bad, connects to NATS and serves until SIGTERM or SIGINT.
-pub async fn run_command(command: Option<&str>) -> anyhow::Result<()> {
-    let config = PresenceConfig::from_env(&Env::process()).unwrap_or_else(|error| {
-        eprintln!("palaver-presence: {error}");
-        std::process::exit(2);
-    });
-    if let Some(command) = command.filter(|c| *c != "serve") {
-        eprintln!("palaver-presence: unknown command {command:?}; use `serve`");
-        std::process::exit(2);
-    }
-    let _telemetry = palaver_kit::telemetry::init("palaver-presence")?;
-    let nats_url = config
-        .nats_url
-        .clone()
-        .context("PALAVER_NATS_URL must be set")?;
-    let prefix = palaver_kit::bus::prefix_from_env(&Env::process()).unwrap_or_else(|error| {
-        eprintln!("palaver-presence: {error}");
-        std::process::exit(2);
-    });
-    let backends = Backends::nats(&nats_url, &prefix, config.kv.clone()).await?;
-    let service = PresenceService::build(config, backends).await?;
-    let shutdown = Shutdown::new();
-    palaver_kit::shutdown::trigger_on_signal(&shutdown);
-    service.run_until_stopped(shutdown).await
-}
-
 /// A bound, ready-to-run presence service.
 pub struct PresenceService {
     presence: Arc<Presence>,
-    grpc: TcpListener,
-    grpc_addr: SocketAddr,
-    admin: AdminServer,
+    listeners: Listeners,
     watch_streams: WatchStreams,
-    drain: Duration,
 }
 
 impl PresenceService {
@@ -242,19 +215,15 @@ impl PresenceService {
             config.policy,
             config.replica,
         ));
-        let grpc = TcpListener::bind(config.common.listen)
-            .await
-            .with_context(|| format!("binding {}", config.common.listen))?;
-        let grpc_addr = grpc.local_addr().context("reading the gRPC address")?;
         let checks: Vec<Arc<dyn ReadinessCheck>> = vec![
             Arc::new(BusCheck(backends.bus)),
             Arc::new(StoreCheck(backends.store)),
         ];
         let watch_streams = WatchStreams::default();
         let streams = watch_streams.clone();
-        let admin = AdminServer::bind(config.common.admin_listen, checks)
-            .await
-            .with_context(|| format!("binding {}", config.common.admin_listen))?
+        let mut listeners = Listeners::bind(&config.common, checks).await?;
+        listeners.admin = listeners
+            .admin
             .with_gauge("palaver_presence_watch_streams", move || {
                 streams.count() as f64
             })
@@ -263,20 +232,17 @@ impl PresenceService {
             });
         Ok(PresenceService {
             presence,
+            listeners,
             watch_streams,
-            grpc,
-            grpc_addr,
-            admin,
-            drain: config.common.drain,
         })
     }
 
     pub fn grpc_addr(&self) -> SocketAddr {
-        self.grpc_addr
+        self.listeners.addr
     }
 
     pub fn admin_addr(&self) -> SocketAddr {
-        self.admin.local_addr()
+        self.listeners.admin_addr()
     }
 
     /// This replica's name, as answers carry it in `palaver-replica`.
@@ -287,42 +253,48 @@ impl PresenceService {
     /// Serves and settles records until `shutdown` triggers, then drains for at most
     /// the drain timeout.
     pub async fn run_until_stopped(self, shutdown: Shutdown) -> anyhow::Result<()> {
-        tracing::info!(
-            grpc = %self.grpc_addr,
-            admin = %self.admin.local_addr(),
-            replica = self.presence.replica(),
-            "presence service listening"
-        );
         let routes = tonic::service::Routes::new(grpc::PresenceServer::new(
             self.presence.clone(),
             shutdown.clone(),
             self.watch_streams,
         ));
-        let grpc = tokio::spawn(palaver_kit::grpc::serve(
-            self.grpc,
-            routes,
-            &[SERVICE_NAME],
-            shutdown.clone(),
-        ));
-        let admin = tokio::spawn(self.admin.run(shutdown.clone()));
         let settle = tokio::spawn(domain::settle::run(self.presence.clone(), shutdown.clone()));
-        shutdown.wait().await;
-        let finished = drain(
-            async { (grpc.await, admin.await, settle.await) },
-            self.drain,
-        )
-        .await;
-        match finished {
-            Some((grpc, admin, settle)) => {
-                grpc.context("gRPC server task")?.context("gRPC server")?;
-                admin
-                    .context("admin server task")?
-                    .context("admin server")?;
-                settle.context("settle task")?;
-            }
-            None => tracing::warn!("presence service stopped before its work drained"),
-        }
-        Ok(())
+        let stop = shutdown.clone();
+        let name = format!("presence service (replica {})", self.presence.replica());
+        self.listeners
+            .run(
+                &name,
+                shutdown,
+                |listener| palaver_kit::grpc::serve(listener, routes, &[SERVICE_NAME], stop),
+                async {
+                    if let Err(error) = settle.await {
+                        tracing::warn!(%error, "the settle task failed");
+                    }
+                },
+            )
+            .await
+    }
+}
+
+impl Service for PresenceService {
+    const NAME: &'static str = "palaver-presence";
+    type Config = PresenceConfig;
+
+    fn config(env: &Env) -> Result<PresenceConfig, ConfigError> {
+        PresenceConfig::from_env(env)
+    }
+
+    async fn start(config: PresenceConfig) -> anyhow::Result<Self> {
+        let nats_url = config
+            .nats_url
+            .clone()
+            .context("PALAVER_NATS_URL must be set")?;
+        let backends = Backends::nats(&nats_url, &config.bus_prefix, config.kv.clone()).await?;
+        PresenceService::build(config, backends).await
+    }
+
+    async fn run_until_stopped(self, shutdown: Shutdown) -> anyhow::Result<()> {
+        PresenceService::run_until_stopped(self, shutdown).await
     }
 }
 

@@ -4,5 +4,5 @@
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    palaver_presence::run_command(std::env::args().nth(1).as_deref()).await
+    palaver_kit::service::run_from_args::<palaver_presence::PresenceService>().await
 }
