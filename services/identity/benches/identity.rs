@@ -5,14 +5,11 @@
 //! loopback gRPC by `CONCURRENCY` callers for `DURATION`. Verification: a
 //! `TokenVerifier` with its keys cached, on every core.
 
-#[allow(dead_code)]
-#[path = "../tests/api/helpers.rs"]
-mod helpers;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use palaver_identity::testing::{Client, TestIdentity};
 use palaver_proto::identity::v1 as pb;
 
 const CONCURRENCY: usize = 64;
@@ -24,17 +21,14 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 #[tokio::main]
 async fn main() {
-    let t = helpers::spawn(helpers::Backend::Postgres).await;
-    let _running = t.keep_running();
+    let t = TestIdentity::spawn(palaver_kit::testing::postgres().await).await;
     let app_id = t.app().await.app.unwrap().app_id;
     t.member(&app_id, "owner").await;
     let endpoint = t.grant(&app_id, "owner").await.endpoint;
 
     // Warm up connections and caches.
     for _ in 0..50 {
-        t.anonymous_session(&app_id, &endpoint, "Warm")
-            .await
-            .unwrap();
+        anonymous_session(&mut t.client(), &app_id, &endpoint, "Warm").await;
     }
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -48,19 +42,12 @@ async fn main() {
                 let mut tokens = Vec::new();
                 while !stop.load(Ordering::Relaxed) {
                     let begin = Instant::now();
-                    let session = client
-                        .create_visitor_session(pb::CreateVisitorSessionRequest {
-                            app_id: app_id.clone(),
-                            endpoint: endpoint.clone(),
-                            who: Some(pb::create_visitor_session_request::Who::DisplayName(
-                                format!("Visitor {i}"),
-                            )),
-                        })
-                        .await
-                        .expect("session");
+                    let session =
+                        anonymous_session(&mut client, &app_id, &endpoint, &format!("Visitor {i}"))
+                            .await;
                     latencies.push(begin.elapsed());
                     if tokens.len() < 100 {
-                        tokens.push(session.into_inner().session_token);
+                        tokens.push(session.session_token);
                     }
                 }
                 (latencies, tokens)
@@ -117,4 +104,24 @@ async fn main() {
         verified as f64 / started.elapsed().as_secs_f64(),
         started.elapsed().as_secs_f64()
     );
+}
+
+/// A new anonymous visitor session.
+async fn anonymous_session(
+    client: &mut Client,
+    app_id: &str,
+    endpoint: &str,
+    name: &str,
+) -> pb::VisitorSession {
+    client
+        .create_visitor_session(pb::CreateVisitorSessionRequest {
+            app_id: app_id.into(),
+            endpoint: endpoint.into(),
+            who: Some(pb::create_visitor_session_request::Who::DisplayName(
+                name.into(),
+            )),
+        })
+        .await
+        .expect("session")
+        .into_inner()
 }

@@ -24,6 +24,8 @@
 pub mod domain;
 pub mod grpc;
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

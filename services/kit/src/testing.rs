@@ -137,6 +137,73 @@ pub fn init_logs() {
     crate::telemetry::init_for_tests();
 }
 
+/// A PKCE verifier (RFC 7636: 64 unreserved characters) and its S256 challenge, as a
+/// CMS makes them for the consent flow.
+#[derive(Debug, Clone)]
+pub struct Pkce {
+    pub verifier: String,
+    pub challenge: String,
+}
+
+impl Pkce {
+    /// A fresh random verifier and its challenge.
+    pub fn generate() -> Self {
+        use base64::Engine as _;
+        use sha2::Digest as _;
+        const UNRESERVED: &[u8] =
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~";
+        let mut rng = rand::rng();
+        let verifier: String = (0..64)
+            .map(|_| char::from(UNRESERVED[rng.random_range(0..UNRESERVED.len())]))
+            .collect();
+        let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(sha2::Sha256::digest(verifier.as_bytes()));
+        Pkce {
+            verifier,
+            challenge,
+        }
+    }
+}
+
+/// The value of the query parameter `name` of `url`, decoded; `None` when `url` is not a
+/// URL or has no such parameter.
+pub fn query_param(url: &str, name: &str) -> Option<String> {
+    url::Url::parse(url)
+        .ok()?
+        .query_pairs()
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.into_owned())
+}
+
+/// Runs one async test body against each backend a test crate names, as a module of
+/// one `#[tokio::test]` per backend:
+///
+/// ```ignore
+/// palaver_kit::on_each_backend!(a_test, [postgres: Postgres, sqlite: Sqlite], |t| async move { … });
+/// ```
+///
+/// Each test calls the crate's `crate::helpers::spawn(crate::helpers::Backend::…)` and
+/// hands what it answers to the body. Test crates wrap it in an `on_both_backends!` of
+/// their own that names their backends.
+#[macro_export]
+// `crate` here is the calling test crate, whose helpers spawn the service: on purpose.
+#[allow(clippy::crate_in_macro_def)]
+macro_rules! on_each_backend {
+    ($name:ident, [$($test:ident: $backend:ident),+ $(,)?], $body:expr) => {
+        mod $name {
+            use super::*;
+
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    let t = crate::helpers::spawn(crate::helpers::Backend::$backend).await;
+                    ($body)(t).await;
+                }
+            )+
+        }
+    };
+}
+
 /// The directory the binaries of `packages` are in, after building them: `cargo build
 /// --bins` of those packages into the calling test's own target directory and profile (a
 /// test executable is `<target>/<profile>/deps/<name>-…`), so they are as fresh as the

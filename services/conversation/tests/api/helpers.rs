@@ -6,14 +6,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use palaver_conversation::domain::Clock;
 use palaver_conversation::proto::encode_event;
 use palaver_conversation::service::Conversations;
 use palaver_conversation::store::Store;
 use palaver_conversation::{ConversationConfig, ConversationService};
-use palaver_identity::{IdentityConfig, IdentityService};
+pub use palaver_identity::testing::TestIdentity;
+use palaver_identity::testing::example_app;
 use palaver_kit::bus::{Event, EventBus, LocalBus, Subscription};
 use palaver_kit::db::Database;
 use palaver_kit::grpc::{GrpcChannel, balanced_channel};
@@ -23,29 +22,13 @@ use palaver_kit::{Error, ErrorCode};
 use palaver_proto::conversation::v1 as pb;
 use palaver_proto::identity::v1 as id;
 use pb::conversations_client::ConversationsClient;
-use sha2::{Digest, Sha256};
 
 pub type Client = ConversationsClient<GrpcChannel>;
-pub type IdentityClient = id::identity_client::IdentityClient<GrpcChannel>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Postgres,
     Sqlite,
-}
-
-/// A running identity service on its own database.
-pub struct TestIdentity {
-    pub url: String,
-    pub client: IdentityClient,
-    shutdown: Shutdown,
-    _db: TestDatabase,
-}
-
-impl Drop for TestIdentity {
-    fn drop(&mut self) {
-        self.shutdown.trigger();
-    }
 }
 
 async fn database(backend: Backend) -> TestDatabase {
@@ -55,25 +38,9 @@ async fn database(backend: Backend) -> TestDatabase {
     }
 }
 
+/// Identity on a fresh database of `backend`.
 pub async fn spawn_identity(backend: Backend) -> TestIdentity {
-    palaver_kit::telemetry::init_for_tests();
-    let db = database(backend).await;
-    palaver_identity::migrate(&db.url)
-        .await
-        .expect("identity migrations");
-    let service = IdentityService::build(IdentityConfig::ephemeral(&db.url))
-        .await
-        .expect("identity builds");
-    let url = format!("http://{}", service.grpc_addr());
-    let shutdown = Shutdown::new();
-    tokio::spawn(service.run_until_stopped(shutdown.clone()));
-    let client = id::identity_client::IdentityClient::new(balanced_channel(&url).unwrap());
-    TestIdentity {
-        url,
-        client,
-        shutdown,
-        _db: db,
-    }
+    TestIdentity::spawn(database(backend).await).await
 }
 
 /// A running conversation service, and what its tests need around it.
@@ -217,96 +184,28 @@ impl TestConversation {
 
     /// A new app; `open_conversations_per_visitor` 0 keeps the deployment's default.
     pub async fn app(&self, retention_days: u32, open_conversations_per_visitor: u32) -> String {
-        self.identity
-            .client
-            .clone()
-            .create_app(id::CreateAppRequest {
-                name: "Example Site".into(),
-                origins: vec!["https://example.org".into()],
-                privacy_url: "https://example.org/privacy".into(),
-                logo_url: String::new(),
-                return_urls: vec!["https://example.org/account/palaver".into()],
-                retention_days,
-                limits: Some(id::Limits {
-                    open_conversations_per_visitor,
-                    ..Default::default()
-                }),
-            })
-            .await
-            .expect("create app")
-            .into_inner()
-            .app
-            .unwrap()
-            .app_id
+        let app = self.identity.create_app(id::CreateAppRequest {
+            logo_url: String::new(),
+            retention_days,
+            limits: Some(id::Limits {
+                open_conversations_per_visitor,
+                ..Default::default()
+            }),
+            ..example_app()
+        });
+        app.await.app.expect("app").app_id
     }
 
     /// A member with a permission token: their member id and open chat endpoint.
     pub async fn member(&self, app_id: &str, external_id: &str) -> (String, String) {
-        let mut identity = self.identity.client.clone();
-        let member = identity
-            .create_member(id::CreateMemberRequest {
-                app_id: app_id.into(),
-                external_id: external_id.into(),
-                display_name: format!("Member {external_id}"),
-                email: String::new(),
-            })
-            .await
-            .expect("create member")
-            .into_inner();
-        let verifier = format!("verifier-{}-{}", external_id, "x".repeat(50));
-        let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
-        let request = identity
-            .create_consent_request(id::CreateConsentRequestRequest {
-                app_id: app_id.into(),
-                external_id: external_id.into(),
-                return_url: "https://example.org/account/palaver".into(),
-                state: "state".into(),
-                code_challenge: challenge,
-                code_challenge_method: "S256".into(),
-            })
-            .await
-            .expect("consent request")
-            .into_inner();
-        let redirect = identity
-            .decide_consent(id::DecideConsentRequest {
-                request: request.request,
-                approve: true,
-                csrf_token: request.csrf_token,
-            })
-            .await
-            .expect("approve")
-            .into_inner()
-            .redirect_url;
-        let code = url::Url::parse(&redirect)
-            .unwrap()
-            .query_pairs()
-            .find(|(k, _)| k == "code")
-            .map(|(_, v)| v.into_owned())
-            .expect("code");
-        let token = identity
-            .exchange_authorization_code(id::ExchangeAuthorizationCodeRequest {
-                app_id: app_id.into(),
-                code,
-                code_verifier: verifier,
-                redirect_uri: String::new(),
-            })
-            .await
-            .expect("exchange")
-            .into_inner();
+        let member = self.identity.member(app_id, external_id).await;
+        let token = self.identity.grant(app_id, external_id).await;
         (member.member_id, token.endpoint)
     }
 
     /// Revokes a member's permission: their endpoint closes.
     pub async fn revoke(&self, app_id: &str, external_id: &str) {
-        self.identity
-            .client
-            .clone()
-            .revoke_permission(id::RevokePermissionRequest {
-                app_id: app_id.into(),
-                external_id: external_id.into(),
-            })
-            .await
-            .expect("revoke");
+        self.identity.revoke(app_id, external_id).await;
     }
 
     /// An anonymous visitor session from identity, as the gateway's caller.
@@ -522,20 +421,6 @@ pub fn code<T: std::fmt::Debug>(result: Result<T, Error>) -> ErrorCode {
 #[macro_export]
 macro_rules! on_both_backends {
     ($name:ident, $body:expr) => {
-        mod $name {
-            use super::*;
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                let t = $crate::helpers::spawn($crate::helpers::Backend::Postgres).await;
-                ($body)(t).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                let t = $crate::helpers::spawn($crate::helpers::Backend::Sqlite).await;
-                ($body)(t).await;
-            }
-        }
+        palaver_kit::on_each_backend!($name, [postgres: Postgres, sqlite: Sqlite], $body);
     };
 }

@@ -246,7 +246,7 @@ on_both_backends!(
 );
 
 on_both_backends!(the_admin_port_reports_ready, |t: TestIdentity| async move {
-    let base = format!("http://{}", t.admin);
+    let base = format!("http://{}", t.admin());
     assert_eq!(
         reqwest::get(format!("{base}/healthz"))
             .await

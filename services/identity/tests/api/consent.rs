@@ -20,7 +20,7 @@ on_both_backends!(
             pb::PermissionStatus::None
         );
 
-        let pkce = Pkce::new();
+        let pkce = Pkce::generate();
         let request = t.consent_request(&app_id, "42", &pkce).await;
         let page = t
             .client()
@@ -117,7 +117,7 @@ on_both_backends!(
     |t: TestIdentity| async move {
         let app_id = t.app().await.app.unwrap().app_id;
         t.member(&app_id, "42").await;
-        let request = t.consent_request(&app_id, "42", &Pkce::new()).await;
+        let request = t.consent_request(&app_id, "42", &Pkce::generate()).await;
         let stale = t
             .client()
             .decide_consent(pb::DecideConsentRequest {
@@ -172,7 +172,7 @@ on_both_backends!(
     |t: TestIdentity| async move {
         let app = t.app().await.app.unwrap();
         t.member(&app.app_id, "42").await;
-        let pkce = Pkce::new();
+        let pkce = Pkce::generate();
         let request = |return_url: &str, challenge: &str, method: &str, external_id: &str| {
             pb::CreateConsentRequestRequest {
                 app_id: app.app_id.clone(),
@@ -246,7 +246,7 @@ on_both_backends!(
         };
         let other_app = t.app().await.app.unwrap().app_id;
         let refused = [
-            exchange(&approved.code, &Pkce::new().verifier, "", &app_id),
+            exchange(&approved.code, &Pkce::generate().verifier, "", &app_id),
             exchange(
                 &approved.code,
                 &approved.verifier,
@@ -299,7 +299,7 @@ on_both_backends!(
         let app_id = t.app().await.app.unwrap().app_id;
         t.member(&app_id, "42").await;
         let approved = t.approved_code(&app_id, "42").await;
-        let pending = t.consent_request(&app_id, "42", &Pkce::new()).await;
+        let pending = t.consent_request(&app_id, "42", &Pkce::generate()).await;
         t.clock.shift_ms(601_000);
         let late = t
             .client()

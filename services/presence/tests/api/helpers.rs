@@ -7,25 +7,21 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use futures::StreamExt;
-use palaver_identity::{IdentityConfig, IdentityService};
+use palaver_identity::testing::{TestIdentity, example_app};
 use palaver_kit::bus::{EventBus, LocalBus, NatsBus, Subscription};
 use palaver_kit::grpc::{GrpcChannel, balanced_channel};
 use palaver_kit::shutdown::Shutdown;
-use palaver_kit::testing::{self, TestDatabase};
+use palaver_kit::testing;
 use palaver_kit::{Error, ErrorCode};
 use palaver_presence::domain::Policy;
 use palaver_presence::store::{KvOptions, KvStore};
 use palaver_presence::{Backends, PresenceConfig, PresenceService};
 use palaver_proto::identity::v1 as idpb;
 use palaver_proto::presence::v1 as pb;
-use sha2::{Digest, Sha256};
 use tokio::task::JoinHandle;
 
 pub type Client = pb::presence_client::PresenceClient<GrpcChannel>;
-pub type IdentityClient = idpb::identity_client::IdentityClient<GrpcChannel>;
 
 /// A bound on waits for something that should happen, so a broken build fails
 /// instead of hanging; never a speed goal.
@@ -54,13 +50,10 @@ pub struct Replica {
 
 /// An identity service and the presence replicas of one test.
 pub struct TestPresence {
-    pub identity: IdentityClient,
-    identity_url: String,
-    identity_shutdown: Shutdown,
+    pub identity: TestIdentity,
     shared: Shared,
     policy: Policy,
     replicas: Mutex<Vec<Option<Replica>>>,
-    _db: TestDatabase,
 }
 
 /// A policy for tests: nothing expires unless a test asks for it, answers from identity
@@ -80,17 +73,7 @@ pub async fn spawn(backend: Backend) -> TestPresence {
 
 /// Starts identity and one presence replica with `policy`.
 pub async fn spawn_with(backend: Backend, policy: Policy) -> TestPresence {
-    palaver_kit::telemetry::init_for_tests();
-    let db = testing::sqlite();
-    palaver_identity::migrate(&db.url)
-        .await
-        .expect("migrations");
-    let identity = IdentityService::build(IdentityConfig::ephemeral(&db.url))
-        .await
-        .expect("identity builds");
-    let identity_url = format!("http://{}", identity.grpc_addr());
-    let identity_shutdown = Shutdown::new();
-    tokio::spawn(identity.run_until_stopped(identity_shutdown.clone()));
+    let identity = TestIdentity::spawn(testing::sqlite()).await;
     let shared = match backend {
         Backend::Memory => {
             let bus = LocalBus::new();
@@ -103,15 +86,10 @@ pub async fn spawn_with(backend: Backend, policy: Policy) -> TestPresence {
         },
     };
     let t = TestPresence {
-        identity: idpb::identity_client::IdentityClient::new(
-            balanced_channel(&identity_url).expect("identity channel"),
-        ),
-        identity_url,
-        identity_shutdown,
+        identity,
         shared,
         policy,
         replicas: Mutex::default(),
-        _db: db,
     };
     t.add_replica().await;
     t
@@ -128,7 +106,7 @@ impl TestPresence {
         };
         let config = PresenceConfig {
             policy: self.policy.clone(),
-            ..PresenceConfig::ephemeral(&self.identity_url)
+            ..PresenceConfig::ephemeral(&self.identity.url)
         };
         let service = PresenceService::build(config, backends)
             .await
@@ -185,7 +163,7 @@ impl TestPresence {
     }
 
     /// The Prometheus text of replica `i`'s admin port (the recorder is the process's,
-    /// shared by every replica of the test).
+    /// shared by every replica of every test in it, but for its instance gauges).
     pub async fn metrics(&self, i: usize) -> String {
         let url = format!("http://{}/metrics", self.replica(i, |r| r.admin));
         reqwest::get(url).await.unwrap().text().await.unwrap()
@@ -235,98 +213,27 @@ impl TestPresence {
 
     /// A new app.
     pub async fn app(&self) -> String {
-        self.identity
-            .clone()
-            .create_app(idpb::CreateAppRequest {
-                name: "Example Site".into(),
-                origins: vec!["https://example.org".into()],
-                privacy_url: "https://example.org/privacy".into(),
-                logo_url: String::new(),
-                return_urls: vec!["https://example.org/account/palaver".into()],
-                retention_days: 90,
-                limits: None,
-            })
-            .await
-            .expect("create app")
-            .into_inner()
-            .app
-            .expect("app")
-            .app_id
+        let app = self.identity.create_app(idpb::CreateAppRequest {
+            logo_url: String::new(),
+            ..example_app()
+        });
+        app.await.app.expect("app").app_id
     }
 
     /// A new member of the app named `Member <external_id>`; answers their member id.
     pub async fn member(&self, app_id: &str, external_id: &str) -> String {
-        self.identity
-            .clone()
-            .create_member(idpb::CreateMemberRequest {
-                app_id: app_id.into(),
-                external_id: external_id.into(),
-                display_name: format!("Member {external_id}"),
-                email: String::new(),
-            })
-            .await
-            .expect("create member")
-            .into_inner()
-            .member_id
+        self.identity.member(app_id, external_id).await.member_id
     }
 
     /// Runs the consent flow (request, approve, exchange the code) for a member;
     /// answers their chat endpoint, now open.
     pub async fn grant(&self, app_id: &str, external_id: &str) -> String {
-        let verifier = format!("verifier-{}", testing::unique_prefix().repeat(4));
-        let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
-        let mut identity = self.identity.clone();
-        let request = identity
-            .create_consent_request(idpb::CreateConsentRequestRequest {
-                app_id: app_id.into(),
-                external_id: external_id.into(),
-                return_url: "https://example.org/account/palaver".into(),
-                state: "state-1".into(),
-                code_challenge: challenge,
-                code_challenge_method: "S256".into(),
-            })
-            .await
-            .expect("consent request")
-            .into_inner();
-        let redirect = identity
-            .decide_consent(idpb::DecideConsentRequest {
-                request: request.request,
-                approve: true,
-                csrf_token: request.csrf_token,
-            })
-            .await
-            .expect("approve")
-            .into_inner()
-            .redirect_url;
-        let code = url::Url::parse(&redirect)
-            .expect("redirect URL")
-            .query_pairs()
-            .find(|(name, _)| name == "code")
-            .map(|(_, value)| value.into_owned())
-            .expect("a code in the redirect");
-        identity
-            .exchange_authorization_code(idpb::ExchangeAuthorizationCodeRequest {
-                app_id: app_id.into(),
-                code,
-                code_verifier: verifier,
-                redirect_uri: String::new(),
-            })
-            .await
-            .expect("exchange code")
-            .into_inner()
-            .endpoint
+        self.identity.grant(app_id, external_id).await.endpoint
     }
 
     /// Revokes the member's permission token: their endpoint closes.
     pub async fn revoke(&self, app_id: &str, external_id: &str) {
-        self.identity
-            .clone()
-            .revoke_permission(idpb::RevokePermissionRequest {
-                app_id: app_id.into(),
-                external_id: external_id.into(),
-            })
-            .await
-            .expect("revoke");
+        self.identity.revoke(app_id, external_id).await;
     }
 
     /// An app with one member who holds a permission token: `(app_id, member_id,
@@ -344,7 +251,6 @@ impl Drop for TestPresence {
         for replica in self.replicas.lock().unwrap().iter().flatten() {
             replica.shutdown.trigger();
         }
-        self.identity_shutdown.trigger();
         let Shared::Nats { url, prefix } = &self.shared else {
             return;
         };
@@ -460,21 +366,7 @@ pub fn code_of<T: std::fmt::Debug>(result: Result<T, tonic::Status>) -> ErrorCod
 #[macro_export]
 macro_rules! on_both_backends {
     ($name:ident, $body:expr) => {
-        mod $name {
-            use super::*;
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn memory() {
-                let t = $crate::helpers::spawn($crate::helpers::Backend::Memory).await;
-                ($body)(t).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn nats() {
-                let t = $crate::helpers::spawn($crate::helpers::Backend::Nats).await;
-                ($body)(t).await;
-            }
-        }
+        palaver_kit::on_each_backend!($name, [memory: Memory, nats: Nats], $body);
     };
 }
 
