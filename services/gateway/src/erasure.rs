@@ -10,7 +10,7 @@ use palaver_kit::Error;
 use palaver_proto::conversation::v1 as conv;
 use palaver_proto::identity::v1 as pb;
 
-use crate::identity::call;
+use crate::clients::call;
 use crate::state::AppState;
 
 /// Erases the member `external_id` of `app_id`; answers the member as they were.

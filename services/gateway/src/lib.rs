@@ -14,7 +14,7 @@
 //!   every socket) and the operator devices it heartbeats to presence in one batch.
 //! - [`domain`] holds the logic that is not mapping: rate limits, allowed origins,
 //!   member statuses and the client's IP address behind trusted proxies.
-//! - `identity` holds the gRPC clients of identity, presence and conversation;
+//! - `clients` holds the gRPC clients of identity, presence and conversation;
 //!   `erasure` erases a member in every service that holds their data.
 //! - `webhooks` sends the webhook events from the bus's durable consumer, which every
 //!   gateway shares, and records each attempt.
@@ -59,12 +59,15 @@
 //! trusted proxy, read from the right: hops further left were written by the client and
 //! prove nothing.
 
+mod clients;
 pub mod domain;
 mod erasure;
 mod http;
-mod identity;
 mod state;
 pub mod webhooks;
+
+/// `identity` is the name `http::pages` and `http::consent_page` still use for [`clients`].
+use clients as identity;
 
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
@@ -79,11 +82,12 @@ use palaver_kit::shutdown::{Shutdown, drain};
 use tokio::net::TcpListener;
 use url::Url;
 
+use crate::clients::{
+    BusReady, Clients, ConversationClient, IdentityClient, PresenceClient, ServiceReady,
+};
 use crate::domain::client_ip::TrustedProxies;
 use crate::domain::limits::Limits;
-use crate::identity::{BusReady, ConversationClient, IdentityClient, PresenceClient, ServiceReady};
 use crate::state::AppState;
-use crate::state::Clients;
 use crate::webhooks::{WebhookConfig, WebhookWorker};
 
 /// How often rate-limit buckets that filled up again are forgotten.
@@ -340,11 +344,11 @@ impl GatewayService {
             None => Url::parse(&format!("http://{http_addr}"))
                 .context("making the public URL from the bound address")?,
         };
-        let identity = identity::connect(&config.identity_url)
+        let identity = clients::connect(&config.identity_url)
             .with_context(|| format!("PALAVER_IDENTITY_URL {}", config.identity_url))?;
-        let presence = identity::connect(&config.presence_url)
+        let presence = clients::connect(&config.presence_url)
             .with_context(|| format!("PALAVER_PRESENCE_URL {}", config.presence_url))?;
-        let conversation = identity::connect(&config.conversation_url)
+        let conversation = clients::connect(&config.conversation_url)
             .with_context(|| format!("PALAVER_CONVERSATION_URL {}", config.conversation_url))?;
         let checks: Vec<Arc<dyn ReadinessCheck>> = vec![
             Arc::new(ServiceReady::new(

@@ -15,20 +15,13 @@ use subtle::ConstantTimeEq;
 use url::Url;
 
 use crate::GatewayConfig;
+use crate::clients::{Clients, ConversationClient, IdentityClient, PresenceClient};
 use crate::domain::client_ip::TrustedProxies;
 use crate::domain::limits::{LimitOverrides, Limits};
 use crate::domain::rate_limit::RateLimiter;
 use crate::http::ws::devices::Devices;
 use crate::http::ws::fanout::Fanout;
-use crate::identity::{ConversationClient, IdentityClient, PresenceClient};
 use crate::webhooks::{WEBHOOK_KEPT_FOR, WebhookCache};
-
-/// The clients of the services behind the gateway.
-pub struct Clients {
-    pub identity: IdentityClient,
-    pub presence: PresenceClient,
-    pub conversation: ConversationClient,
-}
 
 /// The shared state of the HTTP handlers.
 #[derive(Clone)]

@@ -11,11 +11,11 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::clients::call;
 use crate::domain::limits::LimitOverrides;
 use crate::http::error::ApiResult;
 use crate::http::extract::{Admin, ApiJson, ApiPath};
 use crate::http::model::{non_empty, timestamp};
-use crate::identity::call;
 use crate::state::AppState;
 
 /// The admin API's routes.

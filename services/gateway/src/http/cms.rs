@@ -16,12 +16,12 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::clients::call;
 use crate::erasure::erase_member;
 use crate::http::consent::publish_permission_changed;
 use crate::http::error::ApiResult;
 use crate::http::extract::{ApiJson, ApiPath, ApiQuery, CmsApp};
 use crate::http::model::{MemberView, non_empty, timestamp};
-use crate::identity::call;
 use crate::state::AppState;
 use crate::webhooks::attempts::WebhookAttempt;
 

@@ -30,11 +30,11 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::clients::call;
 use crate::http::cms::ExternalId;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{ApiJson, ApiPath, CmsApp, is_json, media_type, parse_json, read_body};
 use crate::http::model::{non_empty, timestamp};
-use crate::identity::call;
 use crate::state::AppState;
 
 /// The consent flow's routes.

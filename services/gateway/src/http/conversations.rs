@@ -23,10 +23,10 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::clients::call;
 use crate::http::error::ApiResult;
 use crate::http::extract::{ApiPath, ApiQuery, CmsApp, Operator, SignedInMember};
 use crate::http::model::{non_empty, timestamp};
-use crate::identity::call;
 use crate::state::AppState;
 
 /// The conversation routes of the CMS and member APIs.

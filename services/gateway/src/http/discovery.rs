@@ -14,8 +14,8 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::clients::call;
 use crate::http::error::ApiResult;
-use crate::identity::call;
 use crate::state::AppState;
 
 /// The discovery routes.

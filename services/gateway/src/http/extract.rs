@@ -20,8 +20,8 @@ use palaver_proto::conversation::v1 as conv;
 use palaver_proto::identity::v1 as pb;
 use serde::de::DeserializeOwned;
 
+use crate::clients::call;
 use crate::http::error::ApiError;
-use crate::identity::call;
 use crate::state::AppState;
 
 /// A JSON body (`application/json` or any `application/*+json`), parsed strictly: a

@@ -13,10 +13,10 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::clients::call;
 use crate::http::error::ApiResult;
 use crate::http::extract::{ApiJson, ApiPath, Operator, PermissionHolder};
 use crate::http::model::{MemberView, timestamp};
-use crate::identity::call;
 use crate::state::AppState;
 
 /// The member API's routes.

@@ -12,10 +12,10 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::clients::call;
 use crate::http::error::ApiResult;
 use crate::http::extract::ApiJson;
 use crate::http::model::MemberView;
-use crate::identity::call;
 use crate::state::AppState;
 
 /// The operator sign-in routes.

@@ -27,6 +27,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::clients::call;
 use crate::domain::origins;
 use crate::domain::status::{Status, StatusText};
 use crate::http::admin::overrides;
@@ -34,7 +35,6 @@ use crate::http::cors::{self, check_origin, request_origin};
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{ApiJson, ApiPath, ApiQuery, ClientIp};
 use crate::http::model::timestamp;
-use crate::identity::call;
 use crate::state::AppState;
 
 /// How long browsers and caches may reuse a presence answer.

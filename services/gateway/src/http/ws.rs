@@ -62,6 +62,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::clients::call;
 use crate::domain::limits::Limits;
 use crate::domain::origins;
 use crate::domain::status::{Status, StatusText};
@@ -71,7 +72,6 @@ use crate::http::cors::request_origin;
 use crate::http::error::ApiError;
 use crate::http::model::timestamp;
 use crate::http::presence::{status_of, visitor_caller};
-use crate::identity::call;
 use crate::state::AppState;
 use fanout::{Outbox, SlowFlag, SocketId};
 use frames::{ClientFrame, ServerFrame, VisitorFrame, You};

@@ -31,8 +31,8 @@ use utoipa::openapi::{
     ResponsesBuilder,
 };
 
+use crate::clients::call;
 use crate::http::model::{non_empty, timestamp};
-use crate::identity::call;
 use crate::state::AppState;
 
 /// The webhook events an app may subscribe to.

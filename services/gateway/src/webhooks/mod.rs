@@ -40,7 +40,7 @@ use palaver_proto::identity::v1 as pb;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::identity::call;
+use crate::clients::call;
 use crate::state::AppState;
 use attempts::{AttemptOutcome, WebhookAttempt};
 use events::{Payload, WebhookEvent};

@@ -10,7 +10,7 @@ use std::time::Duration;
 use palaver_kit::shutdown::Shutdown;
 use palaver_proto::presence::v1 as pb;
 
-use crate::identity::{PresenceClient, call};
+use crate::clients::{PresenceClient, call};
 
 /// The live operator devices, by device id.
 #[derive(Default)]

@@ -26,6 +26,14 @@ pub type PresenceClient = palaver_proto::presence::v1::presence_client::Presence
 pub type ConversationClient =
     palaver_proto::conversation::v1::conversations_client::ConversationsClient<GrpcChannel>;
 
+/// The clients of the services behind the gateway.
+#[derive(Clone)]
+pub struct Clients {
+    pub identity: IdentityClient,
+    pub presence: PresenceClient,
+    pub conversation: ConversationClient,
+}
+
 /// How long one call to another service may take, waiting for an address included.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
