@@ -88,7 +88,7 @@ use crate::clients::{
 use crate::domain::client_ip::TrustedProxies;
 use crate::domain::limits::Limits;
 use crate::state::AppState;
-use crate::webhooks::{WebhookConfig, WebhookWorker};
+use crate::webhooks::{WebhookConfig, WebhookContext, WebhookWorker};
 
 /// How often rate-limit buckets that filled up again are forgotten.
 const FORGET_IDLE_EVERY: Duration = Duration::from_secs(60);
@@ -376,9 +376,9 @@ impl GatewayService {
         let admin = AdminServer::bind(config.common.admin_listen, checks)
             .await
             .with_context(|| format!("binding {}", config.common.admin_listen))?;
-        let attempts = webhooks::attempt_journal(bus.as_ref()).await?;
-        let state = AppState::new(&config, public_url, clients, bus.clone(), attempts);
-        let webhooks = WebhookWorker::open(&config.webhooks, bus.as_ref(), state.clone()).await?;
+        let webhooks = WebhookContext::open(bus.as_ref(), &clients).await?;
+        let state = AppState::new(&config, public_url, clients, bus.clone(), &webhooks);
+        let webhooks = WebhookWorker::open(&config.webhooks, bus.as_ref(), webhooks).await?;
         Ok(GatewayService {
             state,
             listener,

@@ -21,7 +21,7 @@ use crate::domain::limits::{LimitOverrides, Limits};
 use crate::domain::rate_limit::RateLimiter;
 use crate::http::ws::devices::Devices;
 use crate::http::ws::fanout::Fanout;
-use crate::webhooks::{WEBHOOK_KEPT_FOR, WebhookCache};
+use crate::webhooks::{WebhookCache, WebhookContext};
 
 /// The shared state of the HTTP handlers.
 #[derive(Clone)]
@@ -48,7 +48,7 @@ struct Shared {
     visitor_sessions: RateLimiter<(String, IpAddr)>,
     offline_messages: RateLimiter<(String, IpAddr)>,
     webhook_attempts: Arc<dyn Journal>,
-    webhook_cache: WebhookCache,
+    webhook_cache: Arc<WebhookCache>,
 }
 
 impl AppState {
@@ -57,7 +57,7 @@ impl AppState {
         public_url: Url,
         clients: Clients,
         bus: Arc<dyn EventBus>,
-        webhook_attempts: Arc<dyn Journal>,
+        webhooks: &WebhookContext,
     ) -> Self {
         let verifier = TokenVerifier::new(Arc::new(clients.identity.clone()));
         AppState(Arc::new(Shared {
@@ -81,8 +81,8 @@ impl AppState {
             max_body_bytes: config.max_body_bytes,
             visitor_sessions: RateLimiter::default(),
             offline_messages: RateLimiter::default(),
-            webhook_attempts,
-            webhook_cache: WebhookCache::new(WEBHOOK_KEPT_FOR),
+            webhook_attempts: webhooks.attempts.clone(),
+            webhook_cache: webhooks.settings.clone(),
         }))
     }
 

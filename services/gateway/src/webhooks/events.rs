@@ -31,9 +31,9 @@ use utoipa::openapi::{
     ResponsesBuilder,
 };
 
+use super::WebhookContext;
 use crate::clients::call;
 use crate::http::model::{non_empty, timestamp};
-use crate::state::AppState;
 
 /// The webhook events an app may subscribe to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -329,27 +329,27 @@ pub fn decode(event: &Event) -> Result<Option<WebhookEvent>, DecodeError> {
 
 impl WebhookEvent {
     /// The event's `data`, with what the bus event does not carry looked up.
-    pub async fn data(&self, state: &AppState) -> Result<EventData, Error> {
+    pub async fn data(&self, context: &WebhookContext) -> Result<EventData, Error> {
         let app_id = &self.app_id;
         Ok(match &self.source {
             Source::Started(c) => EventData::ConversationStarted(ConversationStarted {
                 conversation_id: c.id.clone(),
                 endpoint: c.endpoint.clone(),
-                member: member(state, app_id, &c.member_id).await?,
+                member: member(context, app_id, &c.member_id).await?,
                 visitor: c.visitor.clone().unwrap_or_default().into(),
                 started_at: timestamp(c.started_at),
             }),
             Source::Closed(c) => EventData::ConversationClosed(ConversationClosed {
                 conversation_id: c.id.clone(),
                 endpoint: c.endpoint.clone(),
-                member: member(state, app_id, &c.member_id).await?,
+                member: member(context, app_id, &c.member_id).await?,
                 visitor: c.visitor.clone().unwrap_or_default().into(),
                 started_at: timestamp(c.started_at),
                 closed_at: timestamp(c.closed_at),
                 last_seq: c.last_seq,
             }),
             Source::Message(m) => {
-                let mut conversations = state.conversation();
+                let mut conversations = context.conversation.clone();
                 let conversation = conversations.get_conversation(conv::GetConversationRequest {
                     caller: Some(conv::Caller {
                         app_id: app_id.clone(),
@@ -360,7 +360,7 @@ impl WebhookEvent {
                 let (endpoint, member_ref) = match found(call(conversation).await)? {
                     Some(c) => (
                         Some(c.endpoint),
-                        Some(member(state, app_id, &c.member_id).await?),
+                        Some(member(context, app_id, &c.member_id).await?),
                     ),
                     None => (None, None),
                 };
@@ -382,7 +382,7 @@ impl WebhookEvent {
             Source::Offline(o) => EventData::MessageOffline(MessageOffline {
                 offline_message_id: o.id.clone(),
                 endpoint: o.endpoint.clone(),
-                member: member(state, app_id, &o.member_id).await?,
+                member: member(context, app_id, &o.member_id).await?,
                 visitor: o.visitor.clone().unwrap_or_default().into(),
                 text: o.text.clone(),
                 email: non_empty(o.email.clone()),
@@ -411,9 +411,13 @@ fn found<T>(result: Result<T, Error>) -> Result<Option<T>, Error> {
     }
 }
 
-async fn member(state: &AppState, app_id: &str, member_id: &str) -> Result<WebhookMember, Error> {
+async fn member(
+    context: &WebhookContext,
+    app_id: &str,
+    member_id: &str,
+) -> Result<WebhookMember, Error> {
     let found = found(
-        call(state.identity().get_member(pb::GetMemberRequest {
+        call(context.identity.clone().get_member(pb::GetMemberRequest {
             app_id: app_id.to_owned(),
             key: Some(pb::get_member_request::Key::MemberId(member_id.to_owned())),
         }))

@@ -40,8 +40,7 @@ use palaver_proto::identity::v1 as pb;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::clients::call;
-use crate::state::AppState;
+use crate::clients::{Clients, ConversationClient, IdentityClient, call};
 use attempts::{AttemptOutcome, WebhookAttempt};
 use events::{Payload, WebhookEvent};
 pub use schedule::RetrySchedule;
@@ -89,6 +88,34 @@ impl Default for WebhookConfig {
     }
 }
 
+/// What sending webhooks takes from the gateway: identity (each app's webhook, the
+/// members events name), conversation (a message's conversation), the apps' webhook
+/// settings as this gateway keeps them, and the journal of attempts. The CMS API shares
+/// the last two: it forgets an app's settings when it sets them, and lists the attempts.
+#[derive(Clone)]
+pub struct WebhookContext {
+    pub identity: IdentityClient,
+    pub conversation: ConversationClient,
+    pub settings: Arc<WebhookCache>,
+    pub attempts: Arc<dyn Journal>,
+}
+
+impl WebhookContext {
+    /// Opens the journal of attempts on `bus`; no app's settings are kept yet.
+    pub async fn open(bus: &dyn EventBus, clients: &Clients) -> anyhow::Result<Self> {
+        let attempts = bus
+            .journal(attempts::JOURNAL, attempts::KEEP_ATTEMPTS_FOR)
+            .await
+            .context("opening the journal of webhook attempts")?;
+        Ok(WebhookContext {
+            identity: clients.identity.clone(),
+            conversation: clients.conversation.clone(),
+            settings: Arc::new(WebhookCache::new(WEBHOOK_KEPT_FOR)),
+            attempts,
+        })
+    }
+}
+
 /// Sends the webhook events of the bus's durable consumer, until shut down.
 pub struct WebhookWorker {
     consumer: Box<dyn DurableConsumer>,
@@ -98,17 +125,9 @@ pub struct WebhookWorker {
 
 /// What each attempt needs.
 struct Sender {
-    state: AppState,
-    journal: Arc<dyn Journal>,
+    context: WebhookContext,
     http: reqwest::Client,
     retry: RetrySchedule,
-}
-
-/// Opens the journal of attempts (the CMS API reads it too).
-pub async fn attempt_journal(bus: &dyn EventBus) -> anyhow::Result<Arc<dyn Journal>> {
-    bus.journal(attempts::JOURNAL, attempts::KEEP_ATTEMPTS_FOR)
-        .await
-        .context("opening the journal of webhook attempts")
 }
 
 impl WebhookWorker {
@@ -118,7 +137,7 @@ impl WebhookWorker {
     pub async fn open(
         config: &WebhookConfig,
         bus: &dyn EventBus,
-        state: AppState,
+        context: WebhookContext,
     ) -> anyhow::Result<Self> {
         let needed = config.retry.span() + config.timeout * config.retry.attempts() as u32;
         anyhow::ensure!(
@@ -140,8 +159,7 @@ impl WebhookWorker {
         Ok(WebhookWorker {
             consumer,
             sender: Arc::new(Sender {
-                journal: state.webhook_attempts().clone(),
-                state,
+                context,
                 http,
                 retry: config.retry.clone(),
             }),
@@ -301,16 +319,18 @@ impl Sender {
         };
         // The attempt is settled even when it cannot be recorded: the record is for
         // people, the settlement is what keeps the event.
-        if let Err(error) = attempts::record(self.journal.as_ref(), &event.app_id, &record).await {
+        if let Err(error) =
+            attempts::record(self.context.attempts.as_ref(), &event.app_id, &record).await
+        {
             tracing::error!(error = %error_chain(&error), event_id = %event.event_id, "cannot record a webhook attempt");
         }
         self.settle(delivery, settlement).await;
     }
 
-    /// The app's webhook, as kept in the gateway's [`WebhookCache`] or else read from
-    /// identity; `None` when the app is gone.
+    /// The app's webhook, as the gateway keeps it ([`WebhookContext::settings`]) or
+    /// else read from identity; `None` when the app is gone.
     async fn webhook(&self, app_id: &str) -> Result<AppWebhook, Error> {
-        let mut identity = self.state.identity();
+        let mut identity = self.context.identity.clone();
         let request = pb::GetWebhookRequest {
             app_id: app_id.to_owned(),
         };
@@ -321,7 +341,7 @@ impl Sender {
                 Err(error) => Err(error),
             }
         };
-        self.state.webhook_cache().get(app_id, fetch).await
+        self.context.settings.get(app_id, fetch).await
     }
 
     /// POSTs the event to the app's webhook URL, signed with its secret.
@@ -331,7 +351,7 @@ impl Sender {
             status: None,
             error: Some(error),
         };
-        let data = match event.data(&self.state).await {
+        let data = match event.data(&self.context).await {
             Ok(data) => data,
             Err(error) => return failed(format!("the event could not be completed: {error}")),
         };
