@@ -16,6 +16,7 @@
 //!   member statuses and the client's IP address behind trusted proxies.
 //! - `clients` holds the gRPC clients of identity, presence and conversation;
 //!   `erasure` erases a member in every service that holds their data.
+//! - `subjects` makes and reads every bus subject the gateway publishes on or watches.
 //! - `webhooks` sends the webhook events from the bus's durable consumer, which every
 //!   gateway shares, and records each attempt.
 //!
@@ -64,6 +65,7 @@ pub mod domain;
 mod erasure;
 mod http;
 mod state;
+mod subjects;
 pub mod webhooks;
 
 /// `identity` is the name `http::pages` and `http::consent_page` still use for [`clients`].

@@ -36,6 +36,7 @@ use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{ApiJson, ApiPath, CmsApp, is_json, media_type, parse_json, read_body};
 use crate::http::model::{non_empty, timestamp};
 use crate::state::AppState;
+use crate::subjects;
 
 /// The consent flow's routes.
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -537,7 +538,7 @@ pub async fn publish_permission_changed(
         expires_at: permission.expires_at,
         reason: reason.to_owned(),
     };
-    let subject = format!("{}.member.{}.permission", member.app_id, member.member_id);
+    let subject = subjects::permission(&member.app_id, &member.member_id);
     if let Err(error) = state
         .fanout()
         .bus()

@@ -73,6 +73,7 @@ use crate::http::error::ApiError;
 use crate::http::model::timestamp;
 use crate::http::presence::{status_of, visitor_caller};
 use crate::state::AppState;
+use crate::subjects::{self, ConversationSubject, Topic};
 use fanout::{Outbox, SlowFlag, SocketId};
 use frames::{ClientFrame, ServerFrame, VisitorFrame, You};
 
@@ -505,8 +506,7 @@ impl Session {
     async fn start(&mut self, you: You) -> Result<(), Error> {
         if self.is_operator() {
             let member = self.subject().to_owned();
-            let inbox = format!("{}.member.{member}.inbox", self.app());
-            self.watch(inbox).await?;
+            self.watch(subjects::inbox(self.app(), &member)).await?;
             let device = presence::Device {
                 app_id: self.app().to_owned(),
                 member_id: member,
@@ -748,7 +748,7 @@ impl Session {
             return Ok(Ok(()));
         }
         for endpoint in &open {
-            let subject = format!("{}.presence.{}", self.app(), endpoint.member_id);
+            let subject = subjects::presence(self.app(), &endpoint.member_id);
             if let Err(error) = self.watch(subject).await {
                 return Ok(Err(error));
             }
@@ -841,8 +841,8 @@ impl Session {
         if self.conversations.contains(id) {
             return Ok(());
         }
-        for kind in ["msg", "state", "typing"] {
-            self.watch(format!("{}.conv.{id}.{kind}", self.app()))
+        for subject in ConversationSubject::ALL {
+            self.watch(subjects::conversation(self.app(), id, subject))
                 .await?;
         }
         self.conversations.insert(id.to_owned());
@@ -932,7 +932,8 @@ impl Session {
             )),
             ..events::ConversationStateEvent::default()
         };
-        let subject = format!("{}.conv.{conversation}.typing", self.app());
+        let subject =
+            subjects::conversation(self.app(), &conversation, ConversationSubject::Typing);
         self.state
             .fanout()
             .bus()
@@ -1025,44 +1026,52 @@ impl Session {
     }
 
     async fn on_event(&mut self, event: &Event) -> Result<(), Closed> {
-        let subject = event.subject.as_str();
         let payload = &event.payload[..];
-        if subject.ends_with(".inbox") {
-            let Ok(inbox) = events::InboxEvent::decode(payload) else {
-                return Ok(());
-            };
-            if let Some(events::inbox_event::Kind::ConversationStarted(c)) = inbox.kind {
-                let id = c.id.clone();
-                let new = !self.conversations.contains(&id);
-                if self.watch_conversation(&id).await.is_err() {
+        let Some((_, topic)) = subjects::topic(&event.subject) else {
+            return Ok(());
+        };
+        match topic {
+            Topic::Inbox => {
+                let Ok(inbox) = events::InboxEvent::decode(payload) else {
                     return Ok(());
+                };
+                if let Some(events::inbox_event::Kind::ConversationStarted(c)) = inbox.kind {
+                    let id = c.id.clone();
+                    let new = !self.conversations.contains(&id);
+                    if self.watch_conversation(&id).await.is_err() {
+                        return Ok(());
+                    }
+                    self.send_conversation(c).await?;
+                    // The first messages may have been published before this socket's
+                    // subscription existed: fetched once, and repeats are not delivered.
+                    if new && let Err(error) = self.catch_up(&id, 0).await? {
+                        tracing::debug!(%error, conversation = %id, "cannot fetch a new conversation's first messages");
+                    }
                 }
-                self.send_conversation(c).await?;
-                // The first messages may have been published before this socket's
-                // subscription existed: fetched once, and repeats are not delivered.
-                if new && let Err(error) = self.catch_up(&id, 0).await? {
-                    tracing::debug!(%error, conversation = %id, "cannot fetch a new conversation's first messages");
+            }
+            Topic::Conversation(ConversationSubject::Messages) => {
+                let Ok(message) = events::MessageEvent::decode(payload) else {
+                    return Ok(());
+                };
+                if let Some(events::message_event::Kind::Created(m)) = message.kind {
+                    return self.deliver(m).await;
                 }
             }
-        } else if subject.ends_with(".msg") {
-            let Ok(message) = events::MessageEvent::decode(payload) else {
-                return Ok(());
-            };
-            if let Some(events::message_event::Kind::Created(m)) = message.kind {
-                return self.deliver(m).await;
+            Topic::Conversation(ConversationSubject::State | ConversationSubject::Typing) => {
+                let Ok(state) = events::ConversationStateEvent::decode(payload) else {
+                    return Ok(());
+                };
+                return self.on_state(state).await;
             }
-        } else if subject.ends_with(".state") || subject.ends_with(".typing") {
-            let Ok(state) = events::ConversationStateEvent::decode(payload) else {
-                return Ok(());
-            };
-            return self.on_state(state).await;
-        } else if subject.contains(".presence.") {
-            let Ok(changed) = events::PresenceChanged::decode(payload) else {
-                return Ok(());
-            };
-            if let Some(member) = changed.presence {
-                return self.on_presence(member).await;
+            Topic::Presence => {
+                let Ok(changed) = events::PresenceChanged::decode(payload) else {
+                    return Ok(());
+                };
+                if let Some(member) = changed.presence {
+                    return self.on_presence(member).await;
+                }
             }
+            Topic::Permission => {}
         }
         Ok(())
     }

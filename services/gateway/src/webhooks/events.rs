@@ -34,6 +34,7 @@ use utoipa::openapi::{
 use super::WebhookContext;
 use crate::clients::call;
 use crate::http::model::{non_empty, timestamp};
+use crate::subjects::{self, ConversationSubject, Topic};
 
 /// The webhook events an app may subscribe to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -255,8 +256,7 @@ pub fn decode(event: &Event) -> Result<Option<WebhookEvent>, DecodeError> {
         subject: event.subject.clone(),
         reason,
     };
-    let tokens: Vec<&str> = event.subject.split('.').collect();
-    let [app_id, area, _, leaf] = tokens[..] else {
+    let Some((app_id, topic)) = subjects::topic(&event.subject) else {
         return Ok(None);
     };
     let made = |event_id: String, at, kind, source| {
@@ -269,8 +269,8 @@ pub fn decode(event: &Event) -> Result<Option<WebhookEvent>, DecodeError> {
         })
     };
     let payload = &event.payload[..];
-    Ok(match (area, leaf) {
-        ("conv", "msg") => {
+    Ok(match topic {
+        Topic::Conversation(ConversationSubject::Messages) => {
             let message = ev::MessageEvent::decode(payload).map_err(|e| invalid(e.to_string()))?;
             match message.kind {
                 Some(ev::message_event::Kind::Created(created)) => made(
@@ -282,7 +282,7 @@ pub fn decode(event: &Event) -> Result<Option<WebhookEvent>, DecodeError> {
                 _ => None,
             }
         }
-        ("conv", "state") => {
+        Topic::Conversation(ConversationSubject::State) => {
             let state =
                 ev::ConversationStateEvent::decode(payload).map_err(|e| invalid(e.to_string()))?;
             match state.kind {
@@ -295,7 +295,7 @@ pub fn decode(event: &Event) -> Result<Option<WebhookEvent>, DecodeError> {
                 _ => None,
             }
         }
-        ("member", "inbox") => {
+        Topic::Inbox => {
             let inbox = ev::InboxEvent::decode(payload).map_err(|e| invalid(e.to_string()))?;
             match inbox.kind {
                 Some(ev::inbox_event::Kind::ConversationStarted(started)) => made(
@@ -313,7 +313,7 @@ pub fn decode(event: &Event) -> Result<Option<WebhookEvent>, DecodeError> {
                 None => None,
             }
         }
-        ("member", "permission") => {
+        Topic::Permission => {
             let changed =
                 ev::PermissionChanged::decode(payload).map_err(|e| invalid(e.to_string()))?;
             made(
@@ -323,7 +323,7 @@ pub fn decode(event: &Event) -> Result<Option<WebhookEvent>, DecodeError> {
                 Source::Permission(changed),
             )
         }
-        _ => None,
+        Topic::Presence | Topic::Conversation(ConversationSubject::Typing) => None,
     })
 }
 
