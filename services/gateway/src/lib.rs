@@ -17,6 +17,8 @@
 //! - `clients` holds the gRPC clients of identity, presence and conversation;
 //!   `erasure` erases a member in every service that holds their data.
 //! - `subjects` makes and reads every bus subject the gateway publishes on or watches.
+//! - `publish` publishes what the gateway itself says on the bus: typing and permission
+//!   changes.
 //! - `webhooks` sends the webhook events from the bus's durable consumer, which every
 //!   gateway shares, and records each attempt.
 //!
@@ -64,6 +66,7 @@ mod clients;
 pub mod domain;
 mod erasure;
 mod http;
+mod publish;
 mod state;
 mod subjects;
 pub mod webhooks;

@@ -21,6 +21,7 @@ use crate::domain::limits::{LimitOverrides, Limits};
 use crate::domain::rate_limit::RateLimiter;
 use crate::http::ws::devices::Devices;
 use crate::http::ws::fanout::Fanout;
+use crate::publish::Publisher;
 use crate::webhooks::{WebhookCache, WebhookContext};
 
 /// The shared state of the HTTP handlers.
@@ -32,6 +33,7 @@ struct Shared {
     presence: PresenceClient,
     conversation: ConversationClient,
     fanout: Fanout,
+    publisher: Publisher,
     devices: Devices,
     next_socket: AtomicU64,
     process_token: u64,
@@ -64,7 +66,8 @@ impl AppState {
             identity: clients.identity,
             presence: clients.presence,
             conversation: clients.conversation,
-            fanout: Fanout::new(bus),
+            fanout: Fanout::new(bus.clone()),
+            publisher: Publisher::new(bus),
             devices: Devices::default(),
             next_socket: AtomicU64::new(1),
             process_token: RandomState::new().build_hasher().finish(),
@@ -104,6 +107,11 @@ impl AppState {
     /// The registry of bus subjects and the sockets watching them.
     pub fn fanout(&self) -> &Fanout {
         &self.0.fanout
+    }
+
+    /// Publishes the gateway's own events: typing, permission changes.
+    pub fn publisher(&self) -> &Publisher {
+        &self.0.publisher
     }
 
     /// The operator devices of this process's sockets.

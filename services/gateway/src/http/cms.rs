@@ -18,7 +18,6 @@ use utoipa_axum::routes;
 
 use crate::clients::call;
 use crate::erasure::erase_member;
-use crate::http::consent::publish_permission_changed;
 use crate::http::error::ApiResult;
 use crate::http::extract::{ApiJson, ApiPath, ApiQuery, CmsApp};
 use crate::http::model::{MemberView, non_empty, timestamp};
@@ -165,7 +164,10 @@ async fn delete_member(
             expires_at: None,
             endpoint: member.endpoint.clone(),
         };
-        publish_permission_changed(&state, &member, &permission, "member_deleted").await;
+        state
+            .publisher()
+            .permission_changed(&member, &permission, "member_deleted")
+            .await;
     }
     Ok(StatusCode::NO_CONTENT)
 }

@@ -3,11 +3,9 @@
 //! into a permission token (RFC 6749 authorization code with PKCE, RFC 7636; and
 //! refresh), and the member's permission status, which the profile checkbox reads.
 //!
-//! Identity has no bus, so each permission change made here (a code exchanged, a token
-//! refreshed, a permission revoked; and a member erased, in `cms`) is published by the
-//! gateway as a durable `PermissionChanged` event once identity confirmed it, for the
-//! `member.permission_changed` webhook. A permission that expires by time publishes
-//! nothing.
+//! Each permission change made here (a code exchanged, a token refreshed, a permission
+//! revoked) is published through `publish` once identity confirmed it, for the
+//! `member.permission_changed` webhook.
 //!
 //! The token endpoint follows OAuth rather than the rest of the API: it reads form or
 //! JSON bodies, answers errors as RFC 6749 §5.2 `{"error","error_description"}`, and also
@@ -22,9 +20,7 @@ use base64::engine::general_purpose::STANDARD;
 use http::header::{AUTHORIZATION, CACHE_CONTROL, PRAGMA, WWW_AUTHENTICATE};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use palaver_kit::{Error, ErrorCode};
-use palaver_proto::events::v1 as ev;
 use palaver_proto::identity::v1 as pb;
-use prost::Message as _;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -34,9 +30,9 @@ use crate::clients::call;
 use crate::http::cms::ExternalId;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{ApiJson, ApiPath, CmsApp, is_json, media_type, parse_json, read_body};
-use crate::http::model::{non_empty, timestamp};
+use crate::http::model::{Permission, timestamp};
+use crate::publish;
 use crate::state::AppState;
-use crate::subjects;
 
 /// The consent flow's routes.
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -359,64 +355,6 @@ async fn token(State(state): State<AppState>, request: Request) -> Result<Respon
     Ok((StatusCode::OK, no_store(), Json(token)).into_response())
 }
 
-/// Whether the member holds a permission token.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-enum PermissionStatus {
-    /// Never granted.
-    None,
-    Valid,
-    Expired,
-    Revoked,
-}
-
-impl PermissionStatus {
-    /// The name the API and the `member.permission_changed` webhook use.
-    fn as_str(&self) -> &'static str {
-        match self {
-            PermissionStatus::None => "none",
-            PermissionStatus::Valid => "valid",
-            PermissionStatus::Expired => "expired",
-            PermissionStatus::Revoked => "revoked",
-        }
-    }
-}
-
-/// A member's permission: what the profile checkbox reads.
-#[derive(Serialize, ToSchema)]
-struct Permission {
-    status: PermissionStatus,
-    /// When the token expires (already 300 s early, as the CMS should treat it).
-    #[schema(format = DateTime)]
-    expires_at: Option<String>,
-    /// The member's chat endpoint, once they have held a permission token.
-    endpoint: Option<String>,
-}
-
-impl TryFrom<pb::Permission> for Permission {
-    type Error = Error;
-
-    fn try_from(permission: pb::Permission) -> Result<Self, Error> {
-        let status = match pb::PermissionStatus::try_from(permission.status) {
-            Ok(pb::PermissionStatus::None) => PermissionStatus::None,
-            Ok(pb::PermissionStatus::Valid) => PermissionStatus::Valid,
-            Ok(pb::PermissionStatus::Expired) => PermissionStatus::Expired,
-            Ok(pb::PermissionStatus::Revoked) => PermissionStatus::Revoked,
-            Ok(pb::PermissionStatus::Unspecified) | Err(_) => {
-                return Err(Error::new(
-                    ErrorCode::Internal,
-                    format!("identity sent permission status {}", permission.status),
-                ));
-            }
-        };
-        Ok(Permission {
-            status,
-            expires_at: timestamp(permission.expires_at),
-            endpoint: non_empty(permission.endpoint),
-        })
-    }
-}
-
 /// Reads a member's permission status.
 #[utoipa::path(
     get,
@@ -466,9 +404,12 @@ async fn revoke_permission(
     if permission.status != i32::from(pb::PermissionStatus::None) {
         match member(&state, &app.app_id, &external_id).await {
             Ok(member) => {
-                publish_permission_changed(&state, &member, &permission, "revoked").await;
+                state
+                    .publisher()
+                    .permission_changed(&member, &permission, "revoked")
+                    .await;
             }
-            Err(error) => unpublished(&app.app_id, &external_id, &error),
+            Err(error) => publish::unpublished(&app.app_id, &external_id, &error),
         }
     }
     Ok(Json(permission.try_into()?))
@@ -482,10 +423,6 @@ async fn member(state: &AppState, app_id: &str, external_id: &str) -> Result<pb:
         )),
     }))
     .await
-}
-
-fn unpublished(app_id: &str, external_id: &str, error: &dyn std::fmt::Display) {
-    tracing::error!(%error, app_id, external_id, "a permission change was made but cannot be published");
 }
 
 /// Publishes the member's permission as identity has it now, after a change.
@@ -503,48 +440,11 @@ async fn publish_current_permission(
     .await;
     match (member, permission) {
         (Ok(member), Ok(permission)) => {
-            publish_permission_changed(state, &member, &permission, reason).await;
+            state
+                .publisher()
+                .permission_changed(&member, &permission, reason)
+                .await;
         }
-        (Err(error), _) | (_, Err(error)) => unpublished(app_id, external_id, &error),
-    }
-}
-
-/// Publishes that `member`'s permission changed to `permission` (for the
-/// `member.permission_changed` webhook). The change is made whatever happens here, so a
-/// failure is logged rather than answered.
-pub async fn publish_permission_changed(
-    state: &AppState,
-    member: &pb::Member,
-    permission: &pb::Permission,
-    reason: &str,
-) {
-    let status = match Permission::try_from(permission.clone()) {
-        Ok(read) => read.status.as_str(),
-        Err(error) => return unpublished(&member.app_id, &member.external_id, &error),
-    };
-    let event_id = palaver_kit::bus::new_event_id();
-    let event = ev::PermissionChanged {
-        event_id: event_id.clone(),
-        at: Some(std::time::SystemTime::now().into()),
-        app_id: member.app_id.clone(),
-        member_id: member.member_id.clone(),
-        external_id: member.external_id.clone(),
-        endpoint: if permission.endpoint.is_empty() {
-            member.endpoint.clone()
-        } else {
-            permission.endpoint.clone()
-        },
-        status: status.to_owned(),
-        expires_at: permission.expires_at,
-        reason: reason.to_owned(),
-    };
-    let subject = subjects::permission(&member.app_id, &member.member_id);
-    if let Err(error) = state
-        .fanout()
-        .bus()
-        .publish_durable(&subject, &event_id, event.encode_to_vec().into())
-        .await
-    {
-        unpublished(&member.app_id, &member.external_id, &error);
+        (Err(error), _) | (_, Err(error)) => publish::unpublished(app_id, external_id, &error),
     }
 }

@@ -1,6 +1,7 @@
 //! JSON representations that several API areas share, and their conversion from the
 //! identity service's messages. Times are RFC 3339 strings in UTC.
 
+use palaver_kit::{Error, ErrorCode};
 use palaver_proto::identity::v1 as pb;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -34,6 +35,66 @@ impl From<pb::Member> for MemberView {
             created_at: timestamp(member.created_at),
             updated_at: timestamp(member.updated_at),
         }
+    }
+}
+
+/// Whether the member holds a permission token.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PermissionStatus {
+    /// Never granted.
+    None,
+    Valid,
+    Expired,
+    Revoked,
+}
+
+impl PermissionStatus {
+    /// The status of `permission`; identity never sends an unspecified one.
+    pub fn of(permission: &pb::Permission) -> Result<Self, Error> {
+        match pb::PermissionStatus::try_from(permission.status) {
+            Ok(pb::PermissionStatus::None) => Ok(PermissionStatus::None),
+            Ok(pb::PermissionStatus::Valid) => Ok(PermissionStatus::Valid),
+            Ok(pb::PermissionStatus::Expired) => Ok(PermissionStatus::Expired),
+            Ok(pb::PermissionStatus::Revoked) => Ok(PermissionStatus::Revoked),
+            Ok(pb::PermissionStatus::Unspecified) | Err(_) => Err(Error::new(
+                ErrorCode::Internal,
+                format!("identity sent permission status {}", permission.status),
+            )),
+        }
+    }
+
+    /// The name the API and the `member.permission_changed` webhook use.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            PermissionStatus::None => "none",
+            PermissionStatus::Valid => "valid",
+            PermissionStatus::Expired => "expired",
+            PermissionStatus::Revoked => "revoked",
+        }
+    }
+}
+
+/// A member's permission: what the profile checkbox reads.
+#[derive(Serialize, ToSchema)]
+pub struct Permission {
+    status: PermissionStatus,
+    /// When the token expires (already 300 s early, as the CMS should treat it).
+    #[schema(format = DateTime)]
+    expires_at: Option<String>,
+    /// The member's chat endpoint, once they have held a permission token.
+    endpoint: Option<String>,
+}
+
+impl TryFrom<pb::Permission> for Permission {
+    type Error = Error;
+
+    fn try_from(permission: pb::Permission) -> Result<Self, Error> {
+        Ok(Permission {
+            status: PermissionStatus::of(&permission)?,
+            expires_at: timestamp(permission.expires_at),
+            endpoint: non_empty(permission.endpoint),
+        })
     }
 }
 

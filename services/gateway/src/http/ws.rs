@@ -925,19 +925,9 @@ impl Session {
         } else {
             conv::Sender::Visitor
         };
-        let event = events::ConversationStateEvent {
-            conversation_id: conversation.clone(),
-            kind: Some(events::conversation_state_event::Kind::Typing(
-                events::Typing { from: from.into() },
-            )),
-            ..events::ConversationStateEvent::default()
-        };
-        let subject =
-            subjects::conversation(self.app(), &conversation, ConversationSubject::Typing);
         self.state
-            .fanout()
-            .bus()
-            .publish(&subject, Bytes::from(event.encode_to_vec()))
+            .publisher()
+            .typing(self.app(), &conversation, from)
             .await
             .map_err(|error| {
                 tracing::warn!(%error, "cannot publish typing");

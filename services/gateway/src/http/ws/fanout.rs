@@ -99,11 +99,6 @@ impl Fanout {
         }
     }
 
-    /// The bus the registry subscribes on.
-    pub fn bus(&self) -> &Arc<dyn EventBus> {
-        &self.bus
-    }
-
     /// Adds `socket` to the watchers of `subject`, subscribing on the first; events
     /// published once this returns reach it.
     pub async fn watch(
