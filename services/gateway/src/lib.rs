@@ -9,9 +9,10 @@
 //!
 //! - `http` holds one router per API area, all sharing one `state::AppState`, and the
 //!   middleware every response goes through (tracing, metrics, security headers, body
-//!   limits, problem+json for every error). `http::ws` is the WebSocket: its sessions,
-//!   the process-wide fan-out of bus events (one subscription per subject, shared by
-//!   every socket) and the operator devices it heartbeats to presence in one batch.
+//!   limits, problem+json for every error). `http::ws` is the WebSocket's sessions.
+//! - `realtime` holds what the sockets of the process share: the fan-out of bus events
+//!   (one subscription per subject, shared by every socket) and the operator devices,
+//!   heartbeated to presence in one batch.
 //! - [`domain`] holds the logic that is not mapping: rate limits, allowed origins,
 //!   member statuses and the client's IP address behind trusted proxies.
 //! - `clients` holds the gRPC clients of identity, presence and conversation;
@@ -67,6 +68,7 @@ pub mod domain;
 mod erasure;
 mod http;
 mod publish;
+mod realtime;
 mod state;
 mod subjects;
 pub mod webhooks;

@@ -19,9 +19,9 @@ use crate::clients::{Clients, ConversationClient, IdentityClient, PresenceClient
 use crate::domain::client_ip::TrustedProxies;
 use crate::domain::limits::{LimitOverrides, Limits};
 use crate::domain::rate_limit::RateLimiter;
-use crate::http::ws::devices::Devices;
-use crate::http::ws::fanout::Fanout;
 use crate::publish::Publisher;
+use crate::realtime::devices::Devices;
+use crate::realtime::fanout::Fanout;
 use crate::webhooks::{WebhookCache, WebhookContext};
 
 /// The shared state of the HTTP handlers.

@@ -35,7 +35,7 @@ mod operators;
 mod pages;
 mod presence;
 mod visitors;
-pub mod ws;
+mod ws;
 
 use std::sync::Arc;
 

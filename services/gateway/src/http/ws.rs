@@ -5,8 +5,8 @@
 //! bus events into frames and writes them, in order, into the socket's write buffer,
 //! which it flushes while it goes on reading. An idle connection costs little memory:
 //! small socket buffers, and the work a frame or an event starts is allocated only while
-//! it runs. Bus events reach the session through the process-wide [`fanout::Fanout`] and
-//! a bounded queue; when the queue is full the session sends
+//! it runs. Bus events reach the session through the process-wide fan-out
+//! ([`crate::realtime::fanout`]) and a bounded queue; when the queue is full the session sends
 //! `error{code:"slow_consumer"}` and closes, and the client catches up with `resume`.
 //! Each socket delivers a message once (by sequence number per conversation), whether it
 //! came live or from `resume`. The server pings every `PALAVER_WS_PING_SECONDS`; a client
@@ -20,17 +20,15 @@
 //! chats), with the app's id and no token: a watcher, which may only `presence.watch`.
 //! A visitor's or a watcher's socket must come from one of its app's origins or the
 //! gateway's own (the widget's frame page); a socket without `Origin` is for operators
-//! only. An operator's socket is one presence
-//! device of the member ([`devices`]): `online` at hello, `presence.set` changes it, and
-//! it disconnects when the socket closes.
+//! only. An operator's socket is one presence device of the member
+//! ([`crate::realtime::devices`]): `online` at hello, `presence.set` changes it, and it
+//! disconnects when the socket closes.
 //!
 //! Tracing: each client frame but `ping` is handled in a `ws.receive` span (a new trace, which the
 //! calls it makes carry on), and each bus event is turned into frames in a `ws.deliver`
 //! span parented on the trace the event carries ([`Event::parent_context`]), so a
 //! message is one trace from the sender's socket to the receiver's.
 
-pub mod devices;
-pub mod fanout;
 mod frames;
 
 use std::collections::{HashMap, HashSet};
@@ -72,9 +70,9 @@ use crate::http::cors::request_origin;
 use crate::http::error::ApiError;
 use crate::http::model::timestamp;
 use crate::http::presence::{status_of, visitor_caller};
+use crate::realtime::fanout::{Outbox, SlowFlag, SocketId};
 use crate::state::AppState;
 use crate::subjects::{self, ConversationSubject, Topic};
-use fanout::{Outbox, SlowFlag, SocketId};
 use frames::{ClientFrame, ServerFrame, VisitorFrame, You};
 
 /// The largest frame or message a client may send: a message's 4,000 characters and
