@@ -12,10 +12,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::clients::call;
-use crate::domain::limits::LimitOverrides;
 use crate::http::error::ApiResult;
 use crate::http::extract::{Admin, ApiJson, ApiPath};
-use crate::http::model::{non_empty, timestamp};
+use crate::http::model::{non_empty, overrides, timestamp};
 use crate::state::AppState;
 
 /// The admin API's routes.
@@ -106,18 +105,6 @@ struct EffectiveLimits {
     message_burst: u32,
     offline_messages_per_ip_per_hour: u32,
     open_conversations_per_visitor: u32,
-}
-
-/// The overrides an app's stored limits hold (0: the deployment's default).
-pub fn overrides(limits: Option<pb::Limits>) -> LimitOverrides {
-    let limits = limits.unwrap_or_default();
-    LimitOverrides {
-        sessions_per_ip_per_minute: limits.sessions_per_ip_per_minute,
-        messages_per_second: limits.messages_per_second,
-        message_burst: limits.message_burst,
-        offline_messages_per_ip_per_hour: limits.offline_messages_per_ip_per_hour,
-        open_conversations_per_visitor: limits.open_conversations_per_visitor,
-    }
 }
 
 /// A new app and its secrets. They are shown this once: Palaver keeps only the API

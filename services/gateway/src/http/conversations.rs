@@ -26,7 +26,9 @@ use utoipa_axum::routes;
 use crate::clients::call;
 use crate::http::error::ApiResult;
 use crate::http::extract::{ApiPath, ApiQuery, CmsApp, Operator, SignedInMember};
-use crate::http::model::{non_empty, timestamp};
+use crate::http::model::{
+    ConversationPage, ConversationView, VisitorView, non_empty, sender_name, timestamp,
+};
 use crate::state::AppState;
 
 /// The conversation routes of the CMS and member APIs.
@@ -41,102 +43,6 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(close_my_conversation))
         .routes(routes!(block_visitor, unblock_visitor))
         .routes(routes!(my_offline_messages))
-}
-
-/// The visitor of a conversation.
-#[derive(Serialize, ToSchema)]
-pub struct VisitorView {
-    pub id: String,
-    pub display_name: String,
-    /// True when the CMS vouched for the visitor.
-    pub verified: bool,
-    /// The CMS's user id of a verified visitor.
-    pub external_id: Option<String>,
-    /// Set when a verified visitor is also a member of the app.
-    pub member_id: Option<String>,
-}
-
-impl From<conv::Participant> for VisitorView {
-    fn from(p: conv::Participant) -> Self {
-        VisitorView {
-            id: p.visitor_id,
-            display_name: p.display_name,
-            verified: p.verified,
-            external_id: non_empty(p.external_id),
-            member_id: non_empty(p.member_id),
-        }
-    }
-}
-
-/// A conversation between a visitor and a member.
-#[derive(Serialize, ToSchema)]
-struct ConversationView {
-    id: String,
-    endpoint: String,
-    /// Palaver's id of the member.
-    member_id: String,
-    /// The member's display name when the conversation started.
-    member_display_name: String,
-    visitor: VisitorView,
-    /// `open` or `closed`.
-    state: String,
-    #[schema(format = DateTime)]
-    started_at: Option<String>,
-    #[schema(format = DateTime)]
-    closed_at: Option<String>,
-    /// The sequence number of the newest message (0 when there is none).
-    last_seq: u64,
-    /// For a member listing their own: messages after their read mark.
-    unread: u64,
-    member_read_seq: u64,
-    visitor_read_seq: u64,
-    /// Whether the member has blocked this visitor (they cannot start new chats).
-    visitor_blocked: bool,
-}
-
-/// The wire name of a conversation's state.
-pub fn state_name(state: conv::ConversationState) -> &'static str {
-    match state {
-        conv::ConversationState::Closed => "closed",
-        conv::ConversationState::Open | conv::ConversationState::Unspecified => "open",
-    }
-}
-
-impl From<conv::Conversation> for ConversationView {
-    fn from(c: conv::Conversation) -> Self {
-        ConversationView {
-            state: state_name(c.state()).to_owned(),
-            id: c.id,
-            endpoint: c.endpoint,
-            member_id: c.member_id,
-            member_display_name: c.member_display_name,
-            visitor: c.visitor.unwrap_or_default().into(),
-            started_at: timestamp(c.started_at),
-            closed_at: timestamp(c.closed_at),
-            last_seq: c.last_seq,
-            unread: c.unread,
-            member_read_seq: c.member_read_seq,
-            visitor_read_seq: c.visitor_read_seq,
-            visitor_blocked: c.visitor_blocked,
-        }
-    }
-}
-
-/// One page of conversations, newest first.
-#[derive(Serialize, ToSchema)]
-struct ConversationPage {
-    conversations: Vec<ConversationView>,
-    /// The `cursor` of the next page; null on the last.
-    next_cursor: Option<String>,
-}
-
-impl From<conv::ListConversationsResponse> for ConversationPage {
-    fn from(page: conv::ListConversationsResponse) -> Self {
-        ConversationPage {
-            conversations: page.conversations.into_iter().map(Into::into).collect(),
-            next_cursor: non_empty(page.next_cursor),
-        }
-    }
 }
 
 /// Whose conversations, and where to go on from.
@@ -354,14 +260,6 @@ fn not_taking_part_is_not_found(error: Error) -> Error {
         Error::not_found("no such conversation")
     } else {
         error
-    }
-}
-
-/// The wire name of a message's sender.
-pub fn sender_name(sender: conv::Sender) -> &'static str {
-    match sender {
-        conv::Sender::Member => "member",
-        conv::Sender::Visitor | conv::Sender::Unspecified => "visitor",
     }
 }
 

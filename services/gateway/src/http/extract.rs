@@ -273,6 +273,18 @@ impl From<Operator> for SignedInMember {
     }
 }
 
+/// The conversation service's view of a visitor's verified access token.
+pub fn visitor_caller(claims: &Claims) -> conv::Caller {
+    conv::Caller {
+        app_id: claims.app.clone(),
+        who: Some(conv::caller::Who::VisitorId(claims.sub.clone())),
+        display_name: claims.name.clone(),
+        verified: claims.verified,
+        external_id: claims.ext.clone().unwrap_or_default(),
+        visitor_member_id: claims.member.clone().unwrap_or_default(),
+    }
+}
+
 /// The client's IP address: the socket peer, or behind trusted proxies the nearest
 /// untrusted `X-Forwarded-For` hop.
 pub struct ClientIp(pub IpAddr);

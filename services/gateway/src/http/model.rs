@@ -1,10 +1,15 @@
-//! JSON representations that several API areas share, and their conversion from the
-//! identity service's messages. Times are RFC 3339 strings in UTC.
+//! JSON representations that several API areas (and the WebSocket's frames) share, and
+//! their conversion from the services' messages. Times are RFC 3339 strings in UTC.
 
 use palaver_kit::{Error, ErrorCode};
+use palaver_proto::conversation::v1 as conv;
 use palaver_proto::identity::v1 as pb;
+use palaver_proto::presence::v1 as presence;
 use serde::Serialize;
 use utoipa::ToSchema;
+
+use crate::domain::limits::LimitOverrides;
+use crate::domain::status::Status;
 
 /// A member of a site: someone who can receive chats.
 #[derive(Debug, Serialize, ToSchema)]
@@ -95,6 +100,128 @@ impl TryFrom<pb::Permission> for Permission {
             expires_at: timestamp(permission.expires_at),
             endpoint: non_empty(permission.endpoint),
         })
+    }
+}
+
+/// The visitor of a conversation.
+#[derive(Serialize, ToSchema)]
+pub struct VisitorView {
+    pub id: String,
+    pub display_name: String,
+    /// True when the CMS vouched for the visitor.
+    pub verified: bool,
+    /// The CMS's user id of a verified visitor.
+    pub external_id: Option<String>,
+    /// Set when a verified visitor is also a member of the app.
+    pub member_id: Option<String>,
+}
+
+impl From<conv::Participant> for VisitorView {
+    fn from(p: conv::Participant) -> Self {
+        VisitorView {
+            id: p.visitor_id,
+            display_name: p.display_name,
+            verified: p.verified,
+            external_id: non_empty(p.external_id),
+            member_id: non_empty(p.member_id),
+        }
+    }
+}
+
+/// A conversation between a visitor and a member.
+#[derive(Serialize, ToSchema)]
+pub struct ConversationView {
+    id: String,
+    endpoint: String,
+    /// Palaver's id of the member.
+    member_id: String,
+    /// The member's display name when the conversation started.
+    member_display_name: String,
+    visitor: VisitorView,
+    /// `open` or `closed`.
+    state: String,
+    #[schema(format = DateTime)]
+    started_at: Option<String>,
+    #[schema(format = DateTime)]
+    closed_at: Option<String>,
+    /// The sequence number of the newest message (0 when there is none).
+    last_seq: u64,
+    /// For a member listing their own: messages after their read mark.
+    unread: u64,
+    member_read_seq: u64,
+    visitor_read_seq: u64,
+    /// Whether the member has blocked this visitor (they cannot start new chats).
+    visitor_blocked: bool,
+}
+
+/// The wire name of a conversation's state.
+pub fn state_name(state: conv::ConversationState) -> &'static str {
+    match state {
+        conv::ConversationState::Closed => "closed",
+        conv::ConversationState::Open | conv::ConversationState::Unspecified => "open",
+    }
+}
+
+impl From<conv::Conversation> for ConversationView {
+    fn from(c: conv::Conversation) -> Self {
+        ConversationView {
+            state: state_name(c.state()).to_owned(),
+            id: c.id,
+            endpoint: c.endpoint,
+            member_id: c.member_id,
+            member_display_name: c.member_display_name,
+            visitor: c.visitor.unwrap_or_default().into(),
+            started_at: timestamp(c.started_at),
+            closed_at: timestamp(c.closed_at),
+            last_seq: c.last_seq,
+            unread: c.unread,
+            member_read_seq: c.member_read_seq,
+            visitor_read_seq: c.visitor_read_seq,
+            visitor_blocked: c.visitor_blocked,
+        }
+    }
+}
+
+/// One page of conversations, newest first.
+#[derive(Serialize, ToSchema)]
+pub struct ConversationPage {
+    conversations: Vec<ConversationView>,
+    /// The `cursor` of the next page; null on the last.
+    next_cursor: Option<String>,
+}
+
+impl From<conv::ListConversationsResponse> for ConversationPage {
+    fn from(page: conv::ListConversationsResponse) -> Self {
+        ConversationPage {
+            conversations: page.conversations.into_iter().map(Into::into).collect(),
+            next_cursor: non_empty(page.next_cursor),
+        }
+    }
+}
+
+/// The wire name of a message's sender.
+pub fn sender_name(sender: conv::Sender) -> &'static str {
+    match sender {
+        conv::Sender::Member => "member",
+        conv::Sender::Visitor | conv::Sender::Unspecified => "visitor",
+    }
+}
+
+/// A status from presence as visitors see it; presence never answers an unspecified
+/// one, which would read offline.
+pub fn status_of(status: presence::Status) -> Status {
+    Status::try_from(status).unwrap_or(Status::Offline)
+}
+
+/// The overrides an app's stored limits hold (0: the deployment's default).
+pub fn overrides(limits: Option<pb::Limits>) -> LimitOverrides {
+    let limits = limits.unwrap_or_default();
+    LimitOverrides {
+        sessions_per_ip_per_minute: limits.sessions_per_ip_per_minute,
+        messages_per_second: limits.messages_per_second,
+        message_burst: limits.message_burst,
+        offline_messages_per_ip_per_hour: limits.offline_messages_per_ip_per_hour,
+        open_conversations_per_visitor: limits.open_conversations_per_visitor,
     }
 }
 

@@ -29,12 +29,11 @@ use utoipa_axum::routes;
 
 use crate::clients::call;
 use crate::domain::origins;
-use crate::domain::status::{Status, StatusText};
-use crate::http::admin::overrides;
+use crate::domain::status::StatusText;
 use crate::http::cors::{self, check_origin, request_origin};
 use crate::http::error::{ApiError, ApiResult};
-use crate::http::extract::{ApiJson, ApiPath, ApiQuery, ClientIp};
-use crate::http::model::timestamp;
+use crate::http::extract::{ApiJson, ApiPath, ApiQuery, ClientIp, visitor_caller};
+use crate::http::model::{overrides, status_of, timestamp};
 use crate::state::AppState;
 
 /// How long browsers and caches may reuse a presence answer.
@@ -91,12 +90,6 @@ struct PresenceView {
     /// When the status took its current value; null for a member never seen.
     #[schema(format = DateTime)]
     updated_at: Option<String>,
-}
-
-/// A status from presence as visitors see it; presence never answers an unspecified
-/// one, which would read offline.
-pub fn status_of(status: presence::Status) -> Status {
-    Status::try_from(status).unwrap_or(Status::Offline)
 }
 
 /// An open endpoint's app and its member's presence; 404 otherwise.
@@ -352,16 +345,4 @@ async fn leave_offline_message(
     }
     .await;
     Ok(cors::allow(&origin, answer.into_response()))
-}
-
-/// The conversation service's view of a visitor's verified access token.
-pub fn visitor_caller(claims: &palaver_kit::tokens::Claims) -> conv::Caller {
-    conv::Caller {
-        app_id: claims.app.clone(),
-        who: Some(conv::caller::Who::VisitorId(claims.sub.clone())),
-        display_name: claims.name.clone(),
-        verified: claims.verified,
-        external_id: claims.ext.clone().unwrap_or_default(),
-        visitor_member_id: claims.member.clone().unwrap_or_default(),
-    }
 }

@@ -18,10 +18,10 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::clients::call;
-use crate::http::admin::overrides;
 use crate::http::cors::{self, check_origin, request_origin};
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{ApiJson, ClientIp};
+use crate::http::model::overrides;
 use crate::state::AppState;
 
 /// The visitor routes.

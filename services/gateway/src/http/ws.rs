@@ -64,12 +64,10 @@ use crate::clients::call;
 use crate::domain::limits::Limits;
 use crate::domain::origins;
 use crate::domain::status::{Status, StatusText};
-use crate::http::admin::overrides;
-use crate::http::conversations::sender_name;
 use crate::http::cors::request_origin;
 use crate::http::error::ApiError;
-use crate::http::model::timestamp;
-use crate::http::presence::{status_of, visitor_caller};
+use crate::http::extract::visitor_caller;
+use crate::http::model::{overrides, sender_name, state_name, status_of, timestamp};
 use crate::realtime::fanout::{Outbox, SlowFlag, SocketId};
 use crate::state::AppState;
 use crate::subjects::{self, ConversationSubject, Topic};
@@ -822,7 +820,7 @@ impl Session {
         let visitor = c.visitor.clone().unwrap_or_default();
         self.out
             .send(&ServerFrame::Conversation {
-                state: crate::http::conversations::state_name(c.state()),
+                state: state_name(c.state()),
                 id: c.id,
                 endpoint: c.endpoint,
                 visitor: VisitorFrame {

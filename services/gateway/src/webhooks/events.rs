@@ -33,7 +33,7 @@ use utoipa::openapi::{
 
 use super::WebhookContext;
 use crate::clients::call;
-use crate::http::model::{non_empty, timestamp};
+use crate::http::model::{non_empty, sender_name, timestamp};
 use crate::subjects::{self, ConversationSubject, Topic};
 
 /// The webhook events an app may subscribe to.
@@ -364,17 +364,13 @@ impl WebhookEvent {
                     ),
                     None => (None, None),
                 };
-                let from = match conv::Sender::try_from(m.from) {
-                    Ok(conv::Sender::Member) => "member",
-                    _ => "visitor",
-                };
                 EventData::MessageCreated(MessageCreated {
                     conversation_id: m.conversation_id.clone(),
                     endpoint,
                     member: member_ref,
                     message_id: m.id.clone(),
                     seq: m.seq,
-                    from,
+                    from: sender_name(m.from()),
                     text: m.text.clone(),
                     sent_at: timestamp(m.sent_at),
                 })
