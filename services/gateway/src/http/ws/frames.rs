@@ -1,6 +1,7 @@
 //! The JSON frames of the WebSocket protocol (DESIGN.md, "WebSocket protocol"): each
 //! `{"type": "...", ...}`.
 
+use palaver_kit::Error;
 use serde::{Deserialize, Serialize};
 
 /// A frame from the client. Unknown types and unknown fields are refused.
@@ -151,6 +152,12 @@ impl ServerFrame {
             message: message.into(),
             reference,
         }
+    }
+
+    /// The `error` frame that tells of `error`; `reference` is the `ref` of the frame it
+    /// answers.
+    pub fn of_error(error: &Error, reference: Option<String>) -> Self {
+        ServerFrame::error(error.code.as_str(), error.message.clone(), reference)
     }
 
     /// The frame as JSON text.
