@@ -11,8 +11,9 @@
 //!   middleware every response goes through (tracing, metrics, security headers, body
 //!   limits, problem+json for every error). `http::ws` is the WebSocket's sessions.
 //! - `realtime` holds what the sockets of the process share: the fan-out of bus events
-//!   (one subscription per subject, shared by every socket) and the operator devices,
-//!   heartbeated to presence in one batch.
+//!   (one subscription per subject, shared by every socket), the operator devices,
+//!   heartbeated to presence in one batch, and the open sockets, which a shutdown
+//!   closes and waits for.
 //! - [`domain`] holds the logic that is not mapping: rate limits, allowed origins,
 //!   member statuses and the client's IP address behind trusted proxies.
 //! - `clients` holds the gRPC clients of identity, presence and conversation;
@@ -33,7 +34,7 @@
 //! | --- | --- | --- |
 //! | `PALAVER_LISTEN` | the public HTTP address | `0.0.0.0:8080` |
 //! | `PALAVER_ADMIN_LISTEN` | `/healthz`, `/readyz`, `/metrics` | `0.0.0.0:9090` |
-//! | `PALAVER_DRAIN_SECONDS` | how long a SIGTERM waits for requests in flight | `20` |
+//! | `PALAVER_DRAIN_SECONDS` | how long a SIGTERM waits for requests in flight and for the WebSockets to close | `20` |
 //! | `PALAVER_IDENTITY_URL` | the identity service, `http://host:port` (every address the name resolves to is used) | required |
 //! | `PALAVER_PRESENCE_URL` | the presence service, `http://host:port` (every address the name resolves to is used) | required |
 //! | `PALAVER_CONVERSATION_URL` | the conversation service, `http://host:port` (every address the name resolves to is used) | required |
@@ -408,8 +409,9 @@ impl GatewayService {
     }
 
     /// Serves (and sends webhooks) until `shutdown` triggers, then stops accepting
-    /// connections and fetching webhook events, and waits for the requests and webhook
-    /// attempts in flight, for at most the drain timeout.
+    /// connections and fetching webhook events, closes every WebSocket with 1001 ("going
+    /// away", operators' devices disconnected from presence at once), and waits for the
+    /// requests, sockets and webhook attempts in flight, for at most the drain timeout.
     pub async fn run_until_stopped(self, shutdown: Shutdown) -> anyhow::Result<()> {
         tracing::info!(http = %self.http_addr, admin = %self.admin.local_addr(), "gateway listening");
         let router = http::router(self.state.clone());
@@ -432,10 +434,11 @@ impl GatewayService {
             })
         };
         let webhooks = tokio::spawn(self.webhooks.run(shutdown.clone()));
-        let housekeeping = tokio::spawn(forget_idle_limits(self.state, shutdown.clone()));
+        let housekeeping = tokio::spawn(forget_idle_limits(self.state.clone(), shutdown.clone()));
         shutdown.wait().await;
         let finished = drain(
             async {
+                self.state.sockets().close_all().await;
                 let _ = heartbeats.await;
                 let _ = webhooks.await;
                 (server.await, admin.await, housekeeping.await)
@@ -450,7 +453,7 @@ impl GatewayService {
                     .context("admin server task")?
                     .context("admin server")?;
             }
-            None => tracing::warn!("gateway stopped before its requests drained"),
+            None => tracing::warn!("gateway stopped before its requests and sockets drained"),
         }
         Ok(())
     }

@@ -22,6 +22,7 @@ use crate::domain::rate_limit::RateLimiter;
 use crate::publish::Publisher;
 use crate::realtime::devices::Devices;
 use crate::realtime::fanout::Fanout;
+use crate::realtime::sockets::Sockets;
 use crate::webhooks::{WebhookCache, WebhookContext};
 
 /// The shared state of the HTTP handlers.
@@ -35,6 +36,7 @@ struct Shared {
     fanout: Fanout,
     publisher: Publisher,
     devices: Devices,
+    sockets: Sockets,
     next_socket: AtomicU64,
     process_token: u64,
     ws_send_queue: usize,
@@ -69,6 +71,7 @@ impl AppState {
             fanout: Fanout::new(bus.clone()),
             publisher: Publisher::new(bus),
             devices: Devices::default(),
+            sockets: Sockets::default(),
             next_socket: AtomicU64::new(1),
             process_token: RandomState::new().build_hasher().finish(),
             ws_send_queue: config.ws_send_queue,
@@ -117,6 +120,11 @@ impl AppState {
     /// The operator devices of this process's sockets.
     pub fn devices(&self) -> &Devices {
         &self.0.devices
+    }
+
+    /// The open sockets, which shutdown closes and waits for.
+    pub fn sockets(&self) -> &Sockets {
+        &self.0.sockets
     }
 
     /// A new socket id, unique in the process.

@@ -660,6 +660,21 @@ impl Ws {
         }
     }
 
+    /// Reads until the gateway closes the socket, skipping any frames before; answers
+    /// the code of its close frame (`None`: closed without one).
+    pub async fn close_code(&mut self) -> Option<u16> {
+        loop {
+            let frame = tokio::time::timeout(FRAME_GUARD, self.stream.next())
+                .await
+                .expect("the gateway closes the socket");
+            match frame {
+                Some(Ok(WsMessage::Close(close))) => return close.map(|c| u16::from(c.code)),
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return None,
+            }
+        }
+    }
+
     /// Asserts that the gateway sends an error with `code` and closes the socket.
     pub async fn refused(&mut self, code: &str) {
         let frame = self.frame().await;

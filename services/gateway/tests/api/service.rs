@@ -1,6 +1,6 @@
 //! What holds for the whole service: the OpenAPI document against the routes, errors
 //! for unknown paths and methods, security headers, the JWKS, the admin server and
-//! graceful shutdown.
+//! graceful shutdown, WebSockets included.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -8,7 +8,7 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{json_of, problem, spawn};
+use crate::helpers::{SITE, TestGateway, json_of, problem, spawn, spawn_configured};
 
 /// Every path and method of DESIGN.md's contract the gateway serves, plus the additions
 /// (`GET /v1/cms/webhook`, personal access tokens, the console's conversation routes,
@@ -354,5 +354,56 @@ async fn the_admin_server_reports_health_metrics_and_readiness() {
     assert!(
         reqwest::get(t.url("/v1/openapi.json")).await.is_err(),
         "the listener is closed"
+    );
+}
+
+/// The member's status as a page reads it, through the gateway at `base`.
+async fn status_through(t: &TestGateway, base: &str, endpoint: &str) -> Value {
+    let presence = json_of(
+        t.http
+            .get(format!("{base}/v1/endpoints/{endpoint}/presence"))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+    presence["status"].clone()
+}
+
+#[tokio::test]
+async fn a_shutdown_closes_every_socket_and_takes_operators_offline_at_once() {
+    // Presence keeps a device far longer than the test lasts: only a disconnect takes
+    // the member offline.
+    let mut t = spawn_configured(
+        |_| {},
+        |presence| presence.policy.ttl = Duration::from_secs(3600),
+    )
+    .await;
+    let (app, endpoint, _) = t.open_chat(json!({})).await;
+    let mut operator = t.ws(None).await;
+    operator.hello(&t.operator_token(&app, "owner").await).await;
+    let mut visitor = t.ws(Some(SITE)).await;
+    visitor
+        .hello(&t.visitor_token(&app, &endpoint, "Guest").await)
+        .await;
+    // Both sessions are in their loops.
+    operator.drain().await;
+    visitor.drain().await;
+    let other = t.second_gateway().await;
+    assert_eq!(status_through(&t, &other, &endpoint).await, "online");
+
+    // What SIGTERM does (`palaver_kit::shutdown::trigger_on_signal`).
+    t.gateway_shutdown.trigger();
+    assert_eq!(operator.close_code().await, Some(1001), "going away");
+    assert_eq!(visitor.close_code().await, Some(1001), "going away");
+    let stopped = tokio::time::timeout(Duration::from_secs(20), &mut t.gateway_task)
+        .await
+        .expect("the gateway drains and stops");
+    stopped.unwrap().unwrap();
+    assert_eq!(
+        status_through(&t, &other, &endpoint).await,
+        "offline",
+        "the operator's device left presence when its socket closed, not after the TTL"
     );
 }

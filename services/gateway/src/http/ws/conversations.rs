@@ -8,7 +8,7 @@ use palaver_proto::conversation::v1 as conv;
 
 use super::frames::{ServerFrame, VisitorFrame};
 use super::session::{Session, Step};
-use super::writer::Closed;
+use super::writer::{Closed, Closing};
 use crate::clients::call;
 use crate::http::model::{sender_name, state_name, timestamp};
 use crate::subjects::{self, ConversationSubject};
@@ -151,7 +151,7 @@ impl Session {
             })
             .await;
         if acknowledged.is_err() {
-            return Step::Close;
+            return Step::Close(Closing::Quietly);
         }
         self.deliver(message).await.into()
     }
@@ -212,7 +212,7 @@ impl Session {
             let last = page.messages.last().map(|m| m.seq);
             for message in page.messages {
                 if self.deliver(message).await.is_err() {
-                    return Step::Close;
+                    return Step::Close(Closing::Quietly);
                 }
             }
             match last {

@@ -14,7 +14,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use super::frames::ServerFrame;
 use super::hello::SocketKind;
 use super::session::{Session, Step};
-use super::writer::Closed;
+use super::writer::{Closed, Closing};
 use crate::http::model::sender_name;
 use crate::subjects::{self, ConversationSubject, Topic};
 
@@ -79,7 +79,7 @@ impl Session {
             return Step::Continue;
         }
         if self.send_conversation(c).await.is_err() {
-            return Step::Close;
+            return Step::Close(Closing::Quietly);
         }
         if !new {
             return Step::Continue;

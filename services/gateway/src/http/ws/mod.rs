@@ -14,6 +14,9 @@
 //! dropped. When the token of the hello expires (past the verifier's leeway, so that a
 //! hello with it again is refused too), the session sends `error{code:"token_expired"}`
 //! and closes; the client says hello again with a fresh token and resumes.
+//! When the gateway shuts down, every socket, said hello or not, is closed with 1001
+//! ("going away") and an operator's device leaves presence at once; the drain waits
+//! for them.
 //!
 //! The first frame is `hello` with a visitor session token or an operator access token,
 //! verified locally, or, for a page that only shows presence (the widget before anyone

@@ -9,7 +9,7 @@ use palaver_proto::presence::v1 as presence;
 
 use super::frames::ServerFrame;
 use super::session::{Session, Step};
-use super::writer::Closed;
+use super::writer::{Closed, Closing};
 use crate::clients::call;
 use crate::domain::status::{Status, StatusText};
 use crate::http::model::status_of;
@@ -86,7 +86,7 @@ impl Session {
                     .send(&ServerFrame::of_error(&error, Some(endpoint.clone())))
                     .await;
                 if told.is_err() {
-                    return Step::Close;
+                    return Step::Close(Closing::Quietly);
                 }
             }
         }
@@ -117,7 +117,7 @@ impl Session {
         };
         for member in current.presences {
             if self.on_presence(member).await.is_err() {
-                return Step::Close;
+                return Step::Close(Closing::Quietly);
             }
         }
         Step::Continue

@@ -22,12 +22,13 @@ use tracing::Instrument as _;
 
 use super::frames::{ClientFrame, ServerFrame, You};
 use super::hello::{Party, SocketKind};
-use super::writer::{Closed, Outgoing};
+use super::writer::{Closed, Closing, Outgoing};
 use crate::clients::call;
 use crate::domain::limits::Limits;
 use crate::domain::status::Status;
 use crate::http::extract::visitor_caller;
 use crate::realtime::fanout::{Outbox, SocketId};
+use crate::realtime::sockets::OpenSocket;
 use crate::state::AppState;
 use crate::subjects;
 
@@ -38,9 +39,8 @@ pub enum Step {
     /// Tells the client that its frame did nothing, and why (an `error` frame, with the
     /// frame's `ref` where it has one), then reads on.
     Reply(Error),
-    /// Ends the session: the client left, was dropped, fell behind or stopped
-    /// answering, or its token expired.
-    Close,
+    /// Ends the session, closing the socket as [`Closing`] says.
+    Close(Closing),
 }
 
 /// A frame was written, or the connection is gone.
@@ -48,7 +48,7 @@ impl From<Result<(), Closed>> for Step {
     fn from(written: Result<(), Closed>) -> Self {
         match written {
             Ok(()) => Step::Continue,
-            Err(Closed) => Step::Close,
+            Err(Closed) => Step::Close(Closing::Quietly),
         }
     }
 }
@@ -91,6 +91,8 @@ pub struct Session {
     pub(super) device: Option<presence::Device>,
     /// True while a ping is unanswered.
     awaiting_pong: bool,
+    /// Tells the session when the gateway shuts down; the drain waits while it is held.
+    open: OpenSocket,
 }
 
 impl Session {
@@ -101,6 +103,7 @@ impl Session {
         limits: Limits,
         out: Outgoing,
         outbox: Outbox,
+        open: OpenSocket,
     ) -> Self {
         let caller = match (&party.claims, party.kind) {
             (Some(claims), SocketKind::Visitor) => visitor_caller(claims),
@@ -131,6 +134,7 @@ impl Session {
             revisions: HashMap::new(),
             device: None,
             awaiting_pong: false,
+            open,
         }
     }
 
@@ -164,13 +168,14 @@ impl Session {
         stream: &mut SplitStream<WebSocket>,
         events: mpsc::Receiver<Arc<Event>>,
     ) {
-        match Box::pin(self.start(you)).await {
+        let closing = match Box::pin(self.start(you)).await {
             Ok(()) => self.run(stream, events).await,
             Err(error) => {
                 let _ = self.out.send(&ServerFrame::of_error(&error, None)).await;
+                Closing::Quietly
             }
-        }
-        Box::pin(self.close()).await;
+        };
+        Box::pin(self.close(closing)).await;
     }
 
     /// An operator comes online as a new device and hears of new chats; then welcome.
@@ -193,9 +198,9 @@ impl Session {
     }
 
     /// Closes the socket, leaves every subject and, for an operator, disconnects the
-    /// device.
-    async fn close(&mut self) {
-        self.out.close().await;
+    /// device at once.
+    async fn close(&mut self, closing: Closing) {
+        self.out.close(closing).await;
         let subjects: Vec<String> = self.subjects.drain().collect();
         self.state.fanout().leave(subjects, self.id).await;
         if let Some(device) = self.device.take() {
@@ -213,12 +218,13 @@ impl Session {
     }
 
     /// Reads the client's frames and the bus events, and writes what they start, until
-    /// the socket closes, falls behind, stops answering pings or its token expires.
+    /// the socket closes, falls behind, stops answering pings or its token expires, or
+    /// the gateway shuts down; answers how to close the socket.
     async fn run(
         &mut self,
         stream: &mut SplitStream<WebSocket>,
         mut events: mpsc::Receiver<Arc<Event>>,
-    ) {
+    ) -> Closing {
         let slow = self.out.slow().clone();
         let ping_every = self.state.ws_ping_every();
         let ping = tokio::time::sleep(ping_every);
@@ -226,7 +232,8 @@ impl Session {
         tokio::pin!(ping, expired);
         loop {
             let step = tokio::select! {
-                () = slow.raised() => Step::Close,
+                () = self.open.closing() => Step::Close(Closing::GoingAway),
+                () = slow.raised() => Step::Close(Closing::Quietly),
                 flushed = self.out.flush(), if self.out.is_unflushed() => flushed.into(),
                 frame = stream.next() => match frame {
                     Some(Ok(Message::Text(text))) => Box::pin(self.on_text(text.as_str())).await,
@@ -238,7 +245,7 @@ impl Session {
                         Step::Continue
                     }
                     Some(Ok(Message::Ping(_))) => Step::Continue,
-                    Some(Ok(Message::Close(_)) | Err(_)) | None => Step::Close,
+                    Some(Ok(Message::Close(_)) | Err(_)) | None => Step::Close(Closing::Quietly),
                 },
                 Some(event) = events.recv() => Box::pin(self.on_event(&event)).await,
                 () = &mut ping => {
@@ -248,17 +255,15 @@ impl Session {
                 () = &mut expired, if self.expires.is_some() => {
                     let error = Error::new(ErrorCode::TokenExpired, "the token expired; reconnect");
                     let _ = self.out.send(&ServerFrame::of_error(&error, None)).await;
-                    Step::Close
+                    Step::Close(Closing::Quietly)
                 }
             };
-            match step {
-                Step::Continue => {}
-                Step::Reply(error) => {
-                    if let Step::Close = self.reply(&error, None).await {
-                        return;
-                    }
-                }
-                Step::Close => return,
+            let step = match step {
+                Step::Reply(error) => self.reply(&error, None).await,
+                step => step,
+            };
+            if let Step::Close(closing) = step {
+                return closing;
             }
         }
     }
@@ -274,7 +279,7 @@ impl Session {
     /// Pings the client, unless it has not answered the last ping: then it is dropped.
     async fn ping(&mut self) -> Step {
         if self.awaiting_pong {
-            return Step::Close;
+            return Step::Close(Closing::Quietly);
         }
         self.awaiting_pong = true;
         self.out

@@ -13,7 +13,7 @@ use utoipa_axum::routes;
 
 use super::hello::hello;
 use super::session::Session;
-use super::writer::Outgoing;
+use super::writer::{Closing, Outgoing};
 use crate::http::cors::request_origin;
 use crate::http::error::ApiError;
 use crate::realtime::fanout::Outbox;
@@ -83,21 +83,29 @@ async fn websocket(
         .on_upgrade(move |socket| serve(state, socket, origin))
 }
 
-/// Serves one socket until it closes.
+/// Serves one socket until it closes, or until the gateway shuts down: then it is
+/// closed with 1001 ("going away"), and the drain waits until it is.
 async fn serve(state: AppState, socket: WebSocket, origin: Option<String>) {
+    let open = state.sockets().open();
     metrics::gauge!("palaver_gateway_ws_connections").increment(1.0);
     let (sink, mut stream) = socket.split();
     let (outbox, events, slow) = Outbox::new(state.ws_send_queue());
     let mut out = Outgoing::new(sink, slow);
     // Boxed while it runs, as the session boxes what it does now and then.
-    match Box::pin(hello(&state, &mut stream, &mut out, origin)).await {
-        Some((party, limits)) => {
+    let admitted = tokio::select! {
+        admitted = Box::pin(hello(&state, &mut stream, &mut out, origin)) => {
+            admitted.ok_or(Closing::Quietly)
+        }
+        () = open.closing() => Err(Closing::GoingAway),
+    };
+    match admitted {
+        Ok((party, limits)) => {
             let you = party.you();
-            Session::new(state, party, limits, out, outbox)
+            Session::new(state, party, limits, out, outbox, open)
                 .serve(you, &mut stream, events)
                 .await;
         }
-        None => Box::pin(out.close()).await,
+        Err(closing) => Box::pin(out.close(closing)).await,
     }
     metrics::gauge!("palaver_gateway_ws_connections").decrement(1.0);
 }

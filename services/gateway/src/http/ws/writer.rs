@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{Message, WebSocket};
+use axum::extract::ws::{CloseFrame, Message, WebSocket, close_code};
 use futures::SinkExt;
 use futures::stream::SplitSink;
 use palaver_kit::ErrorCode;
@@ -22,6 +22,17 @@ const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
 /// The connection ended (the client left, was dropped, or fell behind).
 pub struct Closed;
+
+/// How the gateway closes a socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Closing {
+    /// With an empty close frame: the client left, was dropped, fell behind or stopped
+    /// answering, or was told why in an `error` frame.
+    Quietly,
+    /// With 1001, "going away": the gateway is shutting down; the client reconnects (to
+    /// another gateway) and resumes.
+    GoingAway,
+}
 
 /// The writing side of a socket.
 pub struct Outgoing {
@@ -73,9 +84,9 @@ impl Outgoing {
         flushed.map_err(|_| Closed)
     }
 
-    /// Sends what is left, tells a slow consumer why, and closes; a client that takes
-    /// none of it is cut after [`CLOSE_GRACE`].
-    pub async fn close(&mut self) {
+    /// Sends what is left, tells a slow consumer why, and closes as `closing` says; a
+    /// client that takes none of it is cut after [`CLOSE_GRACE`].
+    pub async fn close(&mut self, closing: Closing) {
         let _ = tokio::time::timeout(CLOSE_GRACE, async {
             if self.slow.is_raised() {
                 let frame = ServerFrame::error(
@@ -84,6 +95,13 @@ impl Outgoing {
                     None,
                 );
                 self.sink.feed(Message::text(frame.to_json())).await?;
+            }
+            if closing == Closing::GoingAway {
+                let frame = CloseFrame {
+                    code: close_code::AWAY,
+                    reason: "the server is shutting down; reconnect".into(),
+                };
+                self.sink.feed(Message::Close(Some(frame))).await?;
             }
             self.sink.close().await
         })
