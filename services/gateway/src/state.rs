@@ -1,5 +1,7 @@
-//! What every handler shares: the clients of the other services, the event bus, the
-//! token verifier, the deployment's settings and the rate limiters. Cheap to clone.
+//! What every handler shares: the clients of the other services, the fan-out of bus
+//! events and the publisher of the gateway's own, the operator devices and open sockets
+//! of the process, the token verifier, the webhook settings and attempts, the
+//! deployment's settings and the rate limiters. Cheap to clone.
 
 use std::hash::{BuildHasher, Hasher, RandomState};
 use std::net::IpAddr;

@@ -1,9 +1,8 @@
 //! The writing side of a socket. A frame goes into the WebSocket's write buffer, which
 //! the session's loop flushes while it goes on reading, so frames leave in order and a
-//! socket needs no task of its own to write; a frame waits only while the buffer is
-//! full ([`WRITE_BUFFER_BYTES`](super::upgrade::WRITE_BUFFER_BYTES)) and the client
-//! takes nothing. Once the socket is flagged a slow consumer, nothing is written but the
-//! `slow_consumer` error.
+//! socket needs no task of its own to write; a frame waits only while the buffer (the
+//! upgrade's `WRITE_BUFFER_BYTES`) is full and the client takes nothing. Once the
+//! socket is flagged a slow consumer, nothing is written but the `slow_consumer` error.
 
 use std::sync::Arc;
 use std::time::Duration;
