@@ -253,6 +253,7 @@ impl ConversationService {
                 "conversation service",
                 shutdown,
                 |listener| palaver_kit::grpc::serve(listener, routes, &[SERVICE_NAME], stop),
+                std::future::ready(()),
                 async move {
                     writer_stop.trigger();
                     let _ = writer.await;

@@ -83,11 +83,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use palaver_kit::admin::{AdminServer, ReadinessCheck};
+use palaver_kit::admin::ReadinessCheck;
 use palaver_kit::bus::{DEFAULT_PREFIX, EventBus};
 use palaver_kit::config::{CommonConfig, ConfigError, Env, ExposeSecret, SecretString};
-use palaver_kit::shutdown::{Shutdown, drain};
-use tokio::net::TcpListener;
+use palaver_kit::service::{Listeners, Service};
+use palaver_kit::shutdown::Shutdown;
 use url::Url;
 
 use crate::clients::{
@@ -300,39 +300,10 @@ fn public_url(env: &Env) -> Result<Url, ConfigError> {
     Ok(url)
 }
 
-/// What `palaver-gateway [serve]` (and `palaver gateway …`) does: reads the
-/// configuration from the environment, exiting with status 2 and a message naming the
-/// variable when it is bad, connects to NATS and serves until SIGTERM or SIGINT.
-pub async fn run_command(command: Option<&str>) -> anyhow::Result<()> {
-    let config = GatewayConfig::from_env(&Env::process()).unwrap_or_else(|error| {
-        eprintln!("palaver-gateway: {error}");
-        std::process::exit(2);
-    });
-    if let Some(command) = command.filter(|c| *c != "serve") {
-        eprintln!("palaver-gateway: unknown command {command:?}; use `serve`");
-        std::process::exit(2);
-    }
-    let _telemetry = palaver_kit::telemetry::init("palaver-gateway")?;
-    let nats_url = config
-        .nats_url
-        .clone()
-        .context("PALAVER_NATS_URL is required")?;
-    let bus = palaver_kit::bus::NatsBus::connect(&nats_url, &config.bus_prefix)
-        .await
-        .context("connecting the event bus")?;
-    let service = GatewayService::build(config, Arc::new(bus)).await?;
-    let shutdown = Shutdown::new();
-    palaver_kit::shutdown::trigger_on_signal(&shutdown);
-    service.run_until_stopped(shutdown).await
-}
-
 /// A bound, ready-to-run gateway.
 pub struct GatewayService {
     state: AppState,
-    listener: TcpListener,
-    http_addr: SocketAddr,
-    admin: AdminServer,
-    drain: Duration,
+    listeners: Listeners,
     heartbeat_every: Duration,
     webhooks: WebhookWorker,
 }
@@ -343,15 +314,6 @@ impl GatewayService {
     /// `/readyz`, not here); events are read from and published on `bus`, whose durable
     /// webhook consumer it joins here, so events published from now on are sent.
     pub async fn build(config: GatewayConfig, bus: Arc<dyn EventBus>) -> anyhow::Result<Self> {
-        let listener = TcpListener::bind(config.common.listen)
-            .await
-            .with_context(|| format!("binding {}", config.common.listen))?;
-        let http_addr = listener.local_addr().context("reading the HTTP address")?;
-        let public_url = match &config.public_url {
-            Some(url) => url.clone(),
-            None => Url::parse(&format!("http://{http_addr}"))
-                .context("making the public URL from the bound address")?,
-        };
         let identity = clients::connect(&config.identity_url)
             .with_context(|| format!("PALAVER_IDENTITY_URL {}", config.identity_url))?;
         let presence = clients::connect(&config.presence_url)
@@ -381,18 +343,18 @@ impl GatewayService {
             presence: PresenceClient::new(presence),
             conversation: ConversationClient::new(conversation),
         };
-        let admin = AdminServer::bind(config.common.admin_listen, checks)
-            .await
-            .with_context(|| format!("binding {}", config.common.admin_listen))?;
+        let listeners = Listeners::bind(&config.common, checks).await?;
+        let public_url = match &config.public_url {
+            Some(url) => url.clone(),
+            None => Url::parse(&format!("http://{}", listeners.addr))
+                .context("making the public URL from the bound address")?,
+        };
         let webhooks = WebhookContext::open(bus.as_ref(), &clients).await?;
         let state = AppState::new(&config, public_url, clients, bus.clone(), &webhooks);
         let webhooks = WebhookWorker::open(&config.webhooks, bus.as_ref(), webhooks).await?;
         Ok(GatewayService {
             state,
-            listener,
-            http_addr,
-            admin,
-            drain: config.common.drain,
+            listeners,
             heartbeat_every: config.heartbeat_every,
             webhooks,
         })
@@ -400,12 +362,12 @@ impl GatewayService {
 
     /// The address of the public HTTP server.
     pub fn http_addr(&self) -> SocketAddr {
-        self.http_addr
+        self.listeners.addr
     }
 
     /// The address of the admin server (`/healthz`, `/readyz`, `/metrics`).
     pub fn admin_addr(&self) -> SocketAddr {
-        self.admin.local_addr()
+        self.listeners.admin_addr()
     }
 
     /// Serves (and sends webhooks) until `shutdown` triggers, then stops accepting
@@ -413,18 +375,7 @@ impl GatewayService {
     /// away", operators' devices disconnected from presence at once), and waits for the
     /// requests, sockets and webhook attempts in flight, for at most the drain timeout.
     pub async fn run_until_stopped(self, shutdown: Shutdown) -> anyhow::Result<()> {
-        tracing::info!(http = %self.http_addr, admin = %self.admin.local_addr(), "gateway listening");
         let router = http::router(self.state.clone());
-        let stopping = shutdown.clone();
-        let server = tokio::spawn(async move {
-            axum::serve(
-                self.listener,
-                router.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(async move { stopping.wait().await })
-            .await
-        });
-        let admin = tokio::spawn(self.admin.run(shutdown.clone()));
         let heartbeats = {
             let state = self.state.clone();
             let shutdown = shutdown.clone();
@@ -435,27 +386,53 @@ impl GatewayService {
         };
         let webhooks = tokio::spawn(self.webhooks.run(shutdown.clone()));
         let housekeeping = tokio::spawn(forget_idle_limits(self.state.clone(), shutdown.clone()));
-        shutdown.wait().await;
-        let finished = drain(
-            async {
-                self.state.sockets().close_all().await;
-                let _ = heartbeats.await;
-                let _ = webhooks.await;
-                (server.await, admin.await, housekeeping.await)
-            },
-            self.drain,
-        )
-        .await;
-        match finished {
-            Some((server, admin, _)) => {
-                server.context("HTTP server task")?.context("HTTP server")?;
-                admin
-                    .context("admin server task")?
-                    .context("admin server")?;
-            }
-            None => tracing::warn!("gateway stopped before its requests and sockets drained"),
-        }
-        Ok(())
+        let stopping = shutdown.clone();
+        let state = self.state;
+        self.listeners
+            .run(
+                "gateway",
+                shutdown,
+                |listener| async move {
+                    axum::serve(
+                        listener,
+                        router.into_make_service_with_connect_info::<SocketAddr>(),
+                    )
+                    .with_graceful_shutdown(async move { stopping.wait().await })
+                    .await
+                    .context("HTTP server")
+                },
+                async move { state.sockets().close_all().await },
+                async {
+                    let _ = heartbeats.await;
+                    let _ = webhooks.await;
+                    let _ = housekeeping.await;
+                },
+            )
+            .await
+    }
+}
+
+impl Service for GatewayService {
+    const NAME: &'static str = "palaver-gateway";
+    type Config = GatewayConfig;
+
+    fn config(env: &Env) -> Result<GatewayConfig, ConfigError> {
+        GatewayConfig::from_env(env)
+    }
+
+    async fn start(config: GatewayConfig) -> anyhow::Result<Self> {
+        let nats_url = config
+            .nats_url
+            .clone()
+            .context("PALAVER_NATS_URL is required")?;
+        let bus = palaver_kit::bus::NatsBus::connect(&nats_url, &config.bus_prefix)
+            .await
+            .context("connecting the event bus")?;
+        GatewayService::build(config, Arc::new(bus)).await
+    }
+
+    async fn run_until_stopped(self, shutdown: Shutdown) -> anyhow::Result<()> {
+        GatewayService::run_until_stopped(self, shutdown).await
     }
 }
 

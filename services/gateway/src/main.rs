@@ -3,5 +3,5 @@
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    palaver_gateway::run_command(std::env::args().nth(1).as_deref()).await
+    palaver_kit::service::run_from_args::<palaver_gateway::GatewayService>().await
 }

@@ -149,6 +149,7 @@ impl IdentityService {
                 "identity service",
                 shutdown,
                 |listener| palaver_kit::grpc::serve(listener, routes, &[SERVICE_NAME], stop),
+                std::future::ready(()),
                 async {
                     let _ = rotation.await;
                 },

@@ -9,8 +9,8 @@
 //! - [`Listeners`]: binding the service's own address and the admin server (port 0 works;
 //!   the real addresses are read back);
 //! - [`Listeners::run`]: serving both until shutdown, then draining within
-//!   `PALAVER_DRAIN_SECONDS`: the server's calls in flight, then the service's own work,
-//!   then the admin server.
+//!   `PALAVER_DRAIN_SECONDS`: what must end before the server can (open sockets), the
+//!   server's calls in flight, then the service's own work, then the admin server.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -165,18 +165,21 @@ impl Listeners {
 
     /// Runs `serve` (the service's server on [`Listeners::listener`], which must stop
     /// taking calls and finish those in flight when `shutdown` triggers) and the admin
-    /// server until `shutdown` triggers. Then waits, within the drain time, for the
+    /// server until `shutdown` triggers. Then, within the drain time, runs `closing`
+    /// (what the server waits for: the gateway closes its WebSockets), waits for the
     /// server, then for `wind_down` (the service's own work: queues, background tasks),
     /// then for the admin server; past the drain time it gives up and says so.
-    pub async fn run<S, W>(
+    pub async fn run<S, C, W>(
         self,
         name: &str,
         shutdown: Shutdown,
         serve: impl FnOnce(TcpListener) -> S,
+        closing: C,
         wind_down: W,
     ) -> anyhow::Result<()>
     where
         S: Future<Output = anyhow::Result<()>> + Send + 'static,
+        C: Future<Output = ()>,
         W: Future<Output = ()>,
     {
         tracing::info!(addr = %self.addr, admin = %self.admin.local_addr(), "{name} listening");
@@ -185,6 +188,7 @@ impl Listeners {
         shutdown.wait().await;
         let finished = drain(
             async {
+                closing.await;
                 let server = server.await;
                 wind_down.await;
                 (server, admin.await)

@@ -44,7 +44,10 @@ enum Command {
         command: Option<ServiceCommand>,
     },
     /// Run the gateway: `serve` (the default).
-    Gateway { command: Option<String> },
+    Gateway {
+        #[arg(value_enum)]
+        command: Option<ServiceCommand>,
+    },
 }
 
 #[tokio::main]
@@ -56,6 +59,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Conversation { command } => {
             run::<palaver_conversation::ConversationService>(command).await
         }
-        Command::Gateway { command } => palaver_gateway::run_command(command.as_deref()).await,
+        Command::Gateway { command } => run::<palaver_gateway::GatewayService>(command).await,
     }
 }

@@ -266,6 +266,7 @@ impl PresenceService {
                 &name,
                 shutdown,
                 |listener| palaver_kit::grpc::serve(listener, routes, &[SERVICE_NAME], stop),
+                std::future::ready(()),
                 async {
                     if let Err(error) = settle.await {
                         tracing::warn!(%error, "the settle task failed");
