@@ -1,16 +1,21 @@
-//! The pages and scripts people see, served from files in `assets/` compiled into the
-//! binary (in debug builds they are read from disk, so they can be edited live):
+//! The pages and scripts people see, compiled into the binary: files in `assets/` (in
+//! debug builds they are read from disk, so they can be edited live), and the two scripts
+//! that `build.rs` assembles from `scripts/` (a change to them takes a rebuild):
 //!
 //! | path | file | who |
 //! | --- | --- | --- |
-//! | `/widget.js` | `widget.js` | the loader a site's page embeds; renders into a shadow root |
-//! | `/widget/frame` | `widget/frame.html` | the widget in an iframe, for pages with a strict CSP |
-//! | `/console`, `/console/login` | `console/index.html` | the operator console |
-//! | `/console/{file}` | `console/{file}` | its script, styles, manifest, service worker, icons |
-//! | `/pages.css` | `pages.css` | the styles of the consent page (`consent_page`) |
+//! | `/widget.js` | `scripts/widget.js` | the loader a site's page embeds; renders into a shadow root |
+//! | `/widget/frame` | `assets/widget/frame.html` | the widget in an iframe, for pages with a strict CSP |
+//! | `/console`, `/console/login` | `assets/console/index.html` | the operator console |
+//! | `/console/console.js` | `scripts/console.js` | its script |
+//! | `/console/{file}` | `assets/console/{file}` | its styles, manifest, service worker, icons |
+//! | `/pages.css` | `assets/pages.css` | the styles of the consent page (`consent_page`) |
 //!
 //! Pages carry a CSP that allows only the gateway's own scripts, styles and connections;
 //! the console is never framed, the widget's frame only by its app's origins.
+
+use std::borrow::Cow;
+use std::sync::LazyLock;
 
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
@@ -20,6 +25,7 @@ use http::{HeaderMap, HeaderValue, StatusCode};
 use palaver_kit::{Error, ErrorCode};
 use palaver_proto::identity::v1 as pb;
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 use tower_http::compression::CompressionLayer;
 
 use crate::domain::origins;
@@ -30,6 +36,30 @@ use crate::state::AppState;
 #[derive(rust_embed::Embed)]
 #[folder = "assets/"]
 struct Assets;
+
+/// A script assembled by `build.rs`, with its ETag.
+struct Script {
+    source: &'static str,
+    etag: String,
+}
+
+impl Script {
+    fn new(source: &'static str) -> Script {
+        Script {
+            source,
+            etag: etag(&Sha256::digest(source)),
+        }
+    }
+}
+
+static WIDGET_JS: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!(concat!(env!("OUT_DIR"), "/widget.js"))));
+
+static CONSOLE_JS: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!(concat!(env!("OUT_DIR"), "/console.js"))));
+
+/// The type of the scripts.
+const JAVASCRIPT: &str = "text/javascript; charset=utf-8";
 
 /// Pages of the gateway's own origin: its scripts, styles, images and sockets only.
 const PAGE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
@@ -46,13 +76,14 @@ pub fn routes() -> axum::Router<AppState> {
         .route("/widget/frame", get(widget_frame))
         .route("/console", get(console))
         .route("/console/login", get(console))
+        .route("/console/console.js", get(console_js))
         .route("/console/{file}", get(console_file))
         .route("/pages.css", get(pages_css))
         .layer(CompressionLayer::new())
 }
 
 async fn widget_js(headers: HeaderMap) -> Response {
-    file("widget.js", &headers, None)
+    script(&WIDGET_JS, &headers, None)
 }
 
 /// Which app's pages may frame the widget.
@@ -100,6 +131,10 @@ async fn console(headers: HeaderMap) -> Response {
     file("console/index.html", &headers, Some(PAGE_CSP))
 }
 
+async fn console_js(headers: HeaderMap) -> Response {
+    script(&CONSOLE_JS, &headers, Some(PAGE_CSP))
+}
+
 async fn console_file(Path(name): Path<String>, headers: HeaderMap) -> Response {
     if name == "index.html" {
         return ApiError::from(Error::new(ErrorCode::NotFound, "no such file")).into_response();
@@ -123,17 +158,32 @@ fn file(path: &str, request: &HeaderMap, csp: Option<&str>) -> Response {
     let Some(file) = Assets::get(path) else {
         return ApiError::from(Error::new(ErrorCode::NotFound, "no such file")).into_response();
     };
-    let etag = format!(
-        "\"{}\"",
-        file.metadata
-            .sha256_hash()
-            .iter()
-            .take(12)
-            .map(|byte| format!("{byte:02x}"))
-            .collect::<String>()
-    );
+    let mime = file.metadata.mimetype();
+    let content_type = if mime.starts_with("text/") || mime.ends_with("javascript") {
+        format!("{mime}; charset=utf-8")
+    } else {
+        mime.to_owned()
+    };
+    let etag = etag(&file.metadata.sha256_hash());
+    answer(file.data, &content_type, &etag, request, csp)
+}
+
+/// An assembled script, as [`file`] answers a file.
+fn script(script: &Script, request: &HeaderMap, csp: Option<&str>) -> Response {
+    let body = Cow::Borrowed(script.source.as_bytes());
+    answer(body, JAVASCRIPT, &script.etag, request, csp)
+}
+
+/// `body` with its type, ETag and caching; 304 when the browser has it already.
+fn answer(
+    body: Cow<'static, [u8]>,
+    content_type: &str,
+    etag: &str,
+    request: &HeaderMap,
+    csp: Option<&str>,
+) -> Response {
     let mut headers = HeaderMap::new();
-    if let Ok(value) = HeaderValue::from_str(&etag) {
+    if let Ok(value) = HeaderValue::from_str(etag) {
         headers.insert(ETAG, value);
     }
     headers.insert(CACHE_CONTROL, HeaderValue::from_static(FILE_MAX_AGE));
@@ -147,14 +197,18 @@ fn file(path: &str, request: &HeaderMap, csp: Option<&str>) -> Response {
     if fresh {
         return (StatusCode::NOT_MODIFIED, headers).into_response();
     }
-    let mime = file.metadata.mimetype();
-    let content_type = if mime.starts_with("text/") || mime.ends_with("javascript") {
-        format!("{mime}; charset=utf-8")
-    } else {
-        mime.to_owned()
-    };
-    if let Ok(value) = HeaderValue::from_str(&content_type) {
+    if let Ok(value) = HeaderValue::from_str(content_type) {
         headers.insert(CONTENT_TYPE, value);
     }
-    (headers, file.data.into_owned()).into_response()
+    (headers, body.into_owned()).into_response()
+}
+
+/// The ETag of a body whose SHA-256 is `hash`.
+fn etag(hash: &[u8]) -> String {
+    let hex: String = hash
+        .iter()
+        .take(12)
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
+    format!("\"{hex}\"")
 }
