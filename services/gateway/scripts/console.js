@@ -8,10 +8,15 @@
  * sequence number it holds, so nothing is missed across reconnects. Conversations,
  * transcripts, closing, blocking and left messages go through the member API with the
  * same token. Every text from the network is rendered with textContent, never as HTML.
+ *
+ * The socket is the one the widget uses too: the include line below is replaced by
+ * services/gateway/scripts/socket.js when the gateway is built (see its build.rs).
  */
 "use strict";
 
 (function () {
+  // include: socket.js
+
   const SESSION_KEY = "palaver.console.session";
   const STATUS_KEY = "palaver.console.status";
   const TITLE = "Palaver console";
@@ -20,9 +25,6 @@
   const HISTORY_PAGE = 50;
   const TYPING_SEND_EVERY_MS = 3000;
   const TYPING_SHOWN_MS = 6000;
-  const PING_EVERY_MS = 25000;
-  const PONG_WITHIN_MS = 10000;
-  const BACKOFF_MAX_MS = 30000;
   const STATUS_LABELS = {
     online: "Online",
     away: "Away",
@@ -55,12 +57,6 @@
     active: null, // the id shown
     nextCursor: null,
     status: localStorage.getItem(STATUS_KEY) || "online",
-    socket: null,
-    welcomed: false,
-    backoff: 0,
-    reconnectTimer: null,
-    pingTimer: null,
-    pongTimer: null,
     lastTypingSent: 0,
     audio: null,
     transcriptUrl: null,
@@ -93,7 +89,7 @@
   function endSession(message) {
     localStorage.removeItem(SESSION_KEY);
     state.session = null;
-    disconnect();
+    socket.stop();
     showGate(message);
   }
 
@@ -208,7 +204,6 @@
         pending: new Map(), // client_id -> {text, status, error}
         historyLoaded: false,
         historyFrom: 0, // messages up to this seq are left to "Load earlier messages"
-        joined: false,
         draft: "",
         typingUntil: 0,
         blocked: false,
@@ -369,9 +364,9 @@
       const from = Math.max(0, c.lastSeq - HISTORY_PAGE);
       c.heldSeq = Math.max(c.heldSeq, from);
       c.historyFrom = from;
-      resume(c, from);
-    } else if (!c.joined) {
-      resume(c, c.heldSeq);
+      socket.resume(c.id, from);
+    } else if (!socket.joined(c.id)) {
+      socket.resume(c.id, c.heldSeq);
     }
     renderConversation();
     if (switched) messages.scrollTop = messages.scrollHeight;
@@ -548,7 +543,7 @@
     const newest = Math.max(0, ...c.messages.keys());
     if (newest > c.myReadSeq) {
       c.myReadSeq = newest;
-      send({ type: "read", conversation: c.id, seq: newest });
+      socket.send({ type: "read", conversation: c.id, seq: newest });
     }
     if (c.unread !== 0) {
       c.unread = 0;
@@ -564,106 +559,56 @@
     node.textContent = text;
   }
 
-  function connect() {
-    clearTimeout(state.reconnectTimer);
-    if (!state.session) return;
-    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-    const socket = new WebSocket(`${scheme}//${location.host}/v1/ws`);
-    state.socket = socket;
-    state.welcomed = false;
+  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+  const socket = palaverSocket(`${scheme}//${location.host}/v1/ws`, {
+    hello,
+    welcome: onWelcome,
+    held,
+    resumed: onResumed,
+    frame: onFrame,
+    down: onDown,
+  });
+
+  /** The hello of each connection; none once the session has ended. */
+  function hello() {
+    if (!state.session) return null;
     setConnection("connecting", "Connecting…");
-    socket.addEventListener("open", () => {
-      socket.send(JSON.stringify({ type: "hello", token: state.session.access_token }));
-    });
-    socket.addEventListener("message", (event) => {
-      let frame;
-      try {
-        frame = JSON.parse(event.data);
-      } catch (_) {
-        return;
-      }
-      onFrame(frame);
-    });
-    socket.addEventListener("close", () => {
-      if (state.socket !== socket) return;
-      state.socket = null;
-      stopPinging();
-      for (const c of state.conversations.values()) c.joined = false;
-      if (state.session) scheduleReconnect();
-    });
-  }
-
-  function disconnect() {
-    clearTimeout(state.reconnectTimer);
-    stopPinging();
-    const socket = state.socket;
-    state.socket = null;
-    if (socket) socket.close();
-  }
-
-  function scheduleReconnect() {
-    const base = Math.min(BACKOFF_MAX_MS, 1000 * 2 ** state.backoff);
-    const delay = base / 2 + Math.random() * (base / 2);
-    state.backoff = Math.min(state.backoff + 1, 6);
-    setConnection("offline", `Connection lost; reconnecting in ${Math.ceil(delay / 1000)} s…`);
-    state.reconnectTimer = setTimeout(connect, delay);
-  }
-
-  function send(frame) {
-    if (state.socket && state.welcomed && state.socket.readyState === WebSocket.OPEN) {
-      state.socket.send(JSON.stringify(frame));
-      return true;
-    }
-    return false;
-  }
-
-  function startPinging() {
-    stopPinging();
-    state.pingTimer = setInterval(() => {
-      if (!send({ type: "ping" })) return;
-      clearTimeout(state.pongTimer);
-      // A socket that does not answer is dead even when the browser has not noticed.
-      state.pongTimer = setTimeout(() => state.socket && state.socket.close(), PONG_WITHIN_MS);
-    }, PING_EVERY_MS);
-  }
-
-  function stopPinging() {
-    clearInterval(state.pingTimer);
-    clearTimeout(state.pongTimer);
-  }
-
-  /** Asks for every message after `after` and watches the conversation live. */
-  function resume(c, after) {
-    if (send({ type: "resume", conversation: c.id, after_seq: after })) c.joined = true;
+    return { type: "hello", token: state.session.access_token };
   }
 
   function onWelcome(frame) {
     if (!frame.you || frame.you.kind !== "operator") {
       endSession(`This is not an operator session. ${ASK_FOR_LINK}`);
-      return;
+      return false;
     }
-    state.welcomed = true;
-    state.backoff = 0;
     setConnection("online", "Connected");
-    startPinging();
-    if (state.status !== "online") send({ type: "presence.set", status: state.status });
+    if (state.status !== "online") socket.send({ type: "presence.set", status: state.status });
+    return true;
+  }
+
+  /** Shown or open conversations go on from what this console holds. */
+  function held() {
+    const resumes = [];
     for (const c of state.conversations.values()) {
-      // Shown or open conversations go on from what this console holds.
-      if (c.historyLoaded) resume(c, c.heldSeq);
-      else if (c.state === "open") resume(c, c.lastSeq);
+      if (c.historyLoaded) resumes.push([c.id, c.heldSeq]);
+      else if (c.state === "open") resumes.push([c.id, c.lastSeq]);
+    }
+    return resumes;
+  }
+
+  function onResumed() {
+    for (const c of state.conversations.values()) {
       for (const clientId of c.pending.keys()) sendPending(c, clientId);
     }
     loadOfflineMessages().catch(reportError);
   }
 
+  function onDown(delay) {
+    setConnection("offline", `Connection lost; reconnecting in ${Math.ceil(delay / 1000)} s…`);
+  }
+
   function onFrame(frame) {
     switch (frame.type) {
-      case "welcome":
-        onWelcome(frame);
-        break;
-      case "pong":
-        clearTimeout(state.pongTimer);
-        break;
       case "conversation":
         onConversation(frame);
         break;
@@ -692,7 +637,7 @@
     if (frame.state === "closed") c.typingUntil = 0;
     if (isNew) {
       c.historyLoaded = true;
-      resume(c, 0);
+      socket.resume(c.id, 0);
       if (frame.state === "open") announceNewChat(c);
     }
     renderList();
@@ -778,7 +723,7 @@
   }
 
   function onError(frame) {
-    if (!state.welcomed && ["unauthenticated", "token_expired"].includes(frame.code)) {
+    if (!socket.up() && ["unauthenticated", "token_expired"].includes(frame.code)) {
       endSession(`Your session has ended. ${ASK_FOR_LINK}`);
       return;
     }
@@ -815,7 +760,7 @@
   function sendPending(c, clientId) {
     const p = c.pending.get(clientId);
     if (!p || p.error) return;
-    send({ type: "message.send", conversation: c.id, client_id: clientId, text: p.text });
+    socket.send({ type: "message.send", conversation: c.id, client_id: clientId, text: p.text });
   }
 
   function sendDraft() {
@@ -841,7 +786,7 @@
     const now = Date.now();
     if (c.draft.trim() && now - state.lastTypingSent > TYPING_SEND_EVERY_MS) {
       state.lastTypingSent = now;
-      send({ type: "typing", conversation: c.id });
+      socket.send({ type: "typing", conversation: c.id });
     }
   }
 
@@ -944,7 +889,7 @@
   function setStatus(status) {
     state.status = status;
     localStorage.setItem(STATUS_KEY, status);
-    send({ type: "presence.set", status });
+    socket.send({ type: "presence.set", status });
     announce(`Your status is ${STATUS_LABELS[status]}.`);
   }
 
@@ -1111,9 +1056,6 @@
       const c = state.conversations.get(state.active);
       if (c) markRead(c);
     });
-    window.addEventListener("online", () => {
-      if (!state.socket && state.session) connect();
-    });
     window.addEventListener("storage", (event) => {
       if (event.key === SESSION_KEY && !event.newValue && state.session) {
         endSession(`You signed out in another window. ${ASK_FOR_LINK}`);
@@ -1160,7 +1102,7 @@
     // Expired while open: back to the gate rather than failing call after call.
     const left = state.session.expires_at - Date.now();
     setTimeout(() => state.session && endSession(`Your session has ended. ${ASK_FOR_LINK}`), Math.min(left, 2 ** 31 - 1));
-    connect();
+    socket.connect();
     if (wanted && state.conversations.has(wanted)) openConversation(wanted, true);
   }
 
