@@ -5,9 +5,10 @@
 //! and `state`. Identity keeps the request, checks the decision and builds that URL from
 //! the return URL it validated when the request was made.
 //!
-//! The page is server-rendered HTML without scripts. Everything that came from data is
-//! escaped by [`escape`]; a template crate would add a dependency for two small
-//! documents. A decision is only taken when:
+//! The page is server-rendered HTML without scripts, from the askama templates in
+//! `templates/consent/` (checked when the gateway is compiled), which escape every
+//! value they are given (with [`Entities`], as `askama.toml` says). A decision is only
+//! taken when:
 //! - the POST has no `Origin`, or the gateway's own (a form on another site cannot post);
 //! - the form's `csrf` field equals the request's cookie (double submit: the cookie is
 //!   `HttpOnly`, `SameSite=Strict` and scoped to `/consent`, so another site can neither
@@ -18,6 +19,9 @@
 //! `no-referrer`, browsers send `Origin: null` with the form's POST, which the origin
 //! check above refuses. Links and redirects to other sites still carry no referrer.
 
+use std::fmt;
+
+use askama::Template;
 use axum::Router;
 use axum::extract::{RawQuery, Request, State};
 use axum::response::{IntoResponse, Response};
@@ -27,7 +31,6 @@ use http::header::{
     REFERRER_POLICY, SET_COOKIE, X_FRAME_OPTIONS,
 };
 use http::{HeaderMap, HeaderValue, StatusCode};
-use palaver_kit::html::escape;
 use palaver_kit::{Error, ErrorCode};
 use palaver_proto::identity::v1 as pb;
 use serde::Deserialize;
@@ -90,12 +93,17 @@ async fn show(State(state): State<AppState>, RawQuery(query): RawQuery) -> Respo
         sources(logo_origin.as_deref()),
         sources(origins::canonical(&consent.return_url).as_deref()),
     );
-    let body = document(
-        &state,
-        &format!("Allow {} to show your availability?", consent.app_name),
-        &consent_form(&state, &consent, logo_origin.is_some()),
-    );
-    let mut response = html(StatusCode::OK, &csp, "same-origin", body);
+    let until = consent.permission_expires_at.map(|at| at.to_string());
+    let page = ConsentPage {
+        layout: Layout::of(&state),
+        title: format!("Allow {} to show your availability?", consent.app_name),
+        consent: &consent,
+        show_logo: logo_origin.is_some(),
+        until: until.as_deref().and_then(long_date),
+        show_privacy: origins::canonical(&consent.privacy_url).is_some(),
+        action: state.public_link("/consent", &[]),
+    };
+    let mut response = html(StatusCode::OK, &csp, "same-origin", &page);
     let cookie = format!(
         "{}={}; Path={}; Max-Age={}; HttpOnly; SameSite=Strict{}",
         cookie_name(&request),
@@ -201,55 +209,69 @@ async fn decide(State(state): State<AppState>, request: Request) -> Response {
     response
 }
 
-/// The `<main>` of the consent page.
-fn consent_form(state: &AppState, consent: &pb::ConsentRequest, show_logo: bool) -> String {
-    let app = escape(&consent.app_name);
-    let logo = if show_logo {
-        format!(
-            "<img class=\"logo\" src=\"{}\" alt=\"\" width=\"56\" height=\"56\">",
-            escape(&consent.app_logo_url)
-        )
-    } else {
-        String::new()
-    };
-    let until = consent.permission_expires_at.map(|at| at.to_string());
-    let until = match until.as_deref().and_then(long_date) {
-        Some((datetime, long)) => {
-            format!(" until <time datetime=\"{datetime}\">{long}</time>")
+/// What every consent page links to.
+struct Layout {
+    stylesheet: String,
+    icon: String,
+}
+
+impl Layout {
+    fn of(state: &AppState) -> Layout {
+        Layout {
+            stylesheet: state.public_link("/pages.css", &[]),
+            icon: state.public_link("/console/icon.svg", &[]),
         }
-        None => String::new(),
-    };
-    let privacy = match origins::canonical(&consent.privacy_url) {
-        Some(_) => format!(
-            "<p>How {app} uses your information: \
-             <a href=\"{}\">the privacy policy of {app}</a>.</p>",
-            escape(&consent.privacy_url)
-        ),
-        None => String::new(),
-    };
-    format!(
-        "<header class=\"app\">{logo}<p class=\"app-name\">{app}</p></header>\n\
-         <h1 id=\"title\">Allow {app} to show your availability?</h1>\n\
-         <p>Hello {member}.</p>\n\
-         <p id=\"grant\" class=\"grant\">{app} asks for your permission to \
-         <strong>show your availability on {app} and let its visitors start chats with \
-         you</strong>{until}.</p>\n\
-         <p>You can withdraw this permission at any time on {app}.</p>\n\
-         {privacy}\n\
-         <form method=\"post\" action=\"{action}\" aria-labelledby=\"title\">\n\
-         <input type=\"hidden\" name=\"request\" value=\"{request}\">\n\
-         <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\n\
-         <div class=\"actions\">\n\
-         <button type=\"submit\" name=\"decision\" value=\"approve\" class=\"approve\" \
-         aria-describedby=\"grant\">Approve</button>\n\
-         <button type=\"submit\" name=\"decision\" value=\"deny\" class=\"deny\">Deny</button>\n\
-         </div>\n\
-         </form>",
-        member = escape(&consent.member_display_name),
-        action = escape(&state.public_link("/consent", &[])),
-        request = escape(&consent.request),
-        csrf = escape(&consent.csrf_token),
-    )
+    }
+}
+
+/// The consent page: the app, the member and what Approve grants, and the form.
+#[derive(Template)]
+#[template(path = "consent/form.html")]
+struct ConsentPage<'a> {
+    layout: Layout,
+    title: String,
+    consent: &'a pb::ConsentRequest,
+    show_logo: bool,
+    /// Until when the permission lasts, as `2027-11-24` and in words.
+    until: Option<(&'a str, String)>,
+    show_privacy: bool,
+    /// Where the form posts.
+    action: String,
+}
+
+/// A page that says why nothing was decided.
+#[derive(Template)]
+#[template(path = "consent/error.html")]
+struct ErrorPage<'a> {
+    layout: Layout,
+    title: &'a str,
+    explanation: &'a str,
+    /// A link to the consent page again.
+    again: Option<String>,
+}
+
+/// The escaper of the gateway's templates (`askama.toml`): `& < > " '` become the
+/// entities `&amp; &lt; &gt; &quot; &#39;`, safe in element content and in quoted
+/// attributes alike.
+#[derive(Clone, Copy)]
+struct Entities;
+
+impl askama::filters::Escaper for Entities {
+    fn write_escaped_str<W: fmt::Write>(&self, mut dest: W, text: &str) -> fmt::Result {
+        let mut rest = text;
+        while let Some(at) = rest.find(['&', '<', '>', '"', '\'']) {
+            dest.write_str(&rest[..at])?;
+            dest.write_str(match rest.as_bytes()[at] {
+                b'&' => "&amp;",
+                b'<' => "&lt;",
+                b'>' => "&gt;",
+                b'"' => "&quot;",
+                _ => "&#39;",
+            })?;
+            rest = &rest[at + 1..];
+        }
+        dest.write_str(rest)
+    }
 }
 
 /// The page for a request that cannot be shown or decided, with the status its error
@@ -323,50 +345,31 @@ fn page_error(
     explanation: &str,
     request: &str,
 ) -> Response {
-    let again = if request.is_empty() {
-        String::new()
-    } else {
-        format!(
-            "\n<p><a href=\"{}\">Open the consent page again</a></p>",
-            escape(&state.public_link("/consent", &[("request", request)]))
-        )
+    let page = ErrorPage {
+        layout: Layout::of(state),
+        title,
+        explanation,
+        again: (!request.is_empty())
+            .then(|| state.public_link("/consent", &[("request", request)])),
     };
-    let main = format!(
-        "<h1>{}</h1>\n<p>{}</p>{again}",
-        escape(title),
-        escape(explanation)
-    );
     let csp = format!("{BASE_CSP}; img-src 'self'; form-action 'none'");
-    html(status, &csp, "no-referrer", document(state, title, &main))
+    html(status, &csp, "no-referrer", &page)
 }
 
-/// A whole HTML document around `main`.
-fn document(state: &AppState, title: &str, main: &str) -> String {
-    format!(
-        "<!doctype html>\n\
-         <html lang=\"en\">\n\
-         <head>\n\
-         <meta charset=\"utf-8\">\n\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-         <meta name=\"color-scheme\" content=\"light dark\">\n\
-         <title>{title} · Palaver</title>\n\
-         <link rel=\"stylesheet\" href=\"{stylesheet}\">\n\
-         <link rel=\"icon\" href=\"{icon}\">\n\
-         </head>\n\
-         <body>\n\
-         <main class=\"card\">\n\
-         {main}\n\
-         </main>\n\
-         </body>\n\
-         </html>\n",
-        title = escape(title),
-        stylesheet = escape(&state.public_link("/pages.css", &[])),
-        icon = escape(&state.public_link("/console/icon.svg", &[])),
-    )
-}
-
-/// An HTML answer with the headers every consent page carries.
-fn html(status: StatusCode, csp: &str, referrer_policy: &'static str, body: String) -> Response {
+/// `page` as an HTML answer with the headers every consent page carries.
+fn html(
+    status: StatusCode,
+    csp: &str,
+    referrer_policy: &'static str,
+    page: &impl Template,
+) -> Response {
+    let body = match page.render() {
+        Ok(body) => body,
+        Err(error) => {
+            tracing::error!(%error, "a consent page could not be rendered");
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        }
+    };
     let mut response = (
         status,
         [
@@ -461,11 +464,69 @@ mod tests {
     use super::*;
 
     #[test]
-    fn escaping_covers_text_and_attributes() {
-        assert_eq!(
-            escape(r#"<script>alert("x") & 'y'</script>"#),
-            "&lt;script&gt;alert(&quot;x&quot;) &amp; &#39;y&#39;&lt;/script&gt;"
+    fn the_templates_escape_text_and_attributes() {
+        let page = ErrorPage {
+            layout: Layout {
+                stylesheet: "/pages.css?a=1&b=\"2\"".to_owned(),
+                icon: "/icon.svg".to_owned(),
+            },
+            title: r#"<script>alert("x") & 'y'</script>"#,
+            explanation: "Olivia Ünal's <b>page</b>",
+            again: None,
+        };
+        let html = page.render().unwrap();
+        assert!(
+            html.contains(
+                "<h1>&lt;script&gt;alert(&quot;x&quot;) &amp; &#39;y&#39;&lt;/script&gt;</h1>"
+            ),
+            "{html}"
         );
+        assert!(
+            html.contains("<p>Olivia Ünal&#39;s &lt;b&gt;page&lt;/b&gt;</p>"),
+            "{html}"
+        );
+        assert!(
+            html.contains(r#"<link rel="stylesheet" href="/pages.css?a=1&amp;b=&quot;2&quot;">"#),
+            "{html}"
+        );
+        assert!(!html.contains("Open the consent page again"), "{html}");
+    }
+
+    #[test]
+    fn a_page_without_logo_privacy_policy_or_expiry_shows_none_of_them() {
+        let consent = pb::ConsentRequest {
+            app_name: "Site".to_owned(),
+            member_display_name: "Ann".to_owned(),
+            ..Default::default()
+        };
+        let page = ConsentPage {
+            layout: Layout {
+                stylesheet: "/pages.css".to_owned(),
+                icon: "/icon.svg".to_owned(),
+            },
+            title: "Allow Site to show your availability?".to_owned(),
+            consent: &consent,
+            show_logo: false,
+            until: None,
+            show_privacy: false,
+            action: "/consent".to_owned(),
+        };
+        let html = page.render().unwrap();
+        assert!(
+            html.contains("<header class=\"app\"><p class=\"app-name\">Site</p></header>\n"),
+            "{html}"
+        );
+        assert!(
+            html.contains(concat!(
+                "chats with you</strong>.</p>\n",
+                "<p>You can withdraw this permission at any time on Site.</p>\n",
+                "<form method=\"post\" action=\"/consent\""
+            )),
+            "{html}"
+        );
+        assert!(!html.contains("<img"), "{html}");
+        assert!(!html.contains("privacy"), "{html}");
+        assert!(html.ends_with("</main>\n</body>\n</html>\n"), "{html}");
     }
 
     #[test]
