@@ -14,7 +14,6 @@
 //! - [`bus`]: the event bus, on NATS/JetStream or in process.
 //! - [`db`]: SQL pools on PostgreSQL or SQLite, and embedded migrations.
 //! - [`tokens`]: access-token claims and their verification against the identity JWKS.
-//! - [`html`]: escaping text for server-rendered pages.
 //! - [`grpc`]: gRPC servers (health, tracing) and client channels that balance over
 //!   every address a name resolves to.
 //! - [`webhook`]: Standard Webhooks signatures, made and checked.
@@ -38,7 +37,6 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod grpc;
-pub mod html;
 pub mod service;
 pub mod shutdown;
 pub mod status;
