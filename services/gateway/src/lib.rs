@@ -74,9 +74,6 @@ mod state;
 mod subjects;
 pub mod webhooks;
 
-/// `identity` is the name `http::pages` and `http::consent_page` still use for [`clients`].
-use clients as identity;
-
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;

@@ -37,9 +37,9 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::clients::call;
 use crate::domain::origins;
 use crate::http::extract::{media_type, read_body};
-use crate::identity::call;
 use crate::state::AppState;
 
 /// What every consent page may load: the gateway's stylesheet; each page adds `img-src`

@@ -28,9 +28,9 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use tower_http::compression::CompressionLayer;
 
+use crate::clients::call;
 use crate::domain::origins;
 use crate::http::error::{ApiError, ApiResult};
-use crate::identity::call;
 use crate::state::AppState;
 
 #[derive(rust_embed::Embed)]
