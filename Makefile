@@ -13,9 +13,10 @@ run: ## Run Palaver on its embedded default (palaver up)
 test: deps ## Run every test, installing what they need first (PostgreSQL and NATS from PALAVER_TEST_*_URL, else started locally)
 	$(CARGO) nextest run --workspace --no-fail-fast
 
-lint: ## Format check and clippy with warnings as errors
+lint: ## Format check, clippy with warnings as errors, and no import cycles between modules
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	python3 scripts/module_cycles.py
 
 fmt: ## Format the code
 	$(CARGO) fmt --all
