@@ -36,7 +36,7 @@ pub struct TestIdentity {
     pub clock: Clock,
     admin: SocketAddr,
     shutdown: Shutdown,
-    _db: TestDatabase,
+    db: TestDatabase,
 }
 
 impl Drop for TestIdentity {
@@ -87,8 +87,18 @@ impl TestIdentity {
             clock,
             admin,
             shutdown,
-            _db: db,
+            db,
         }
+    }
+
+    /// The URL of identity's database, for a test that looks at its rows.
+    pub fn database_url(&self) -> &str {
+        &self.db.url
+    }
+
+    /// Stops the service now, as its going away looks to the services on it.
+    pub fn stop(&self) {
+        self.shutdown.trigger();
     }
 
     /// The admin server's address (`/healthz`, `/readyz`, `/metrics`).

@@ -181,7 +181,7 @@ async fn the_page_shows_who_asks_what_for_whom_and_escapes_it() {
     );
     let asked = t
         .identity
-        .clone()
+        .client()
         .get_consent_request(pb::GetConsentRequestRequest {
             request: shown.request.clone(),
         })
@@ -460,7 +460,7 @@ async fn unknown_expired_and_malformed_requests_get_pages_not_redirects() {
     .await;
     html_page(not_the_form, StatusCode::BAD_REQUEST, "Nothing was decided").await;
 
-    t.identity_clock.shift_ms(601_000);
+    t.identity.clock.shift_ms(601_000);
     let page = browser().get(&consent_url).send().await.unwrap();
     html_page(page, StatusCode::GONE, "expired").await;
     let late = press(&t, &shown, "approve").await;

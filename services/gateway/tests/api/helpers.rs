@@ -5,27 +5,22 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use palaver_conversation::{ConversationConfig, ConversationService};
 use palaver_gateway::{GatewayConfig, GatewayService, ServiceUrls};
-use palaver_identity::{IdentityConfig, IdentityService};
+pub use palaver_identity::testing::TestIdentity;
 use palaver_kit::bus::{EventBus, NatsBus};
-use palaver_kit::clock::Clock;
 use palaver_kit::config::SecretString;
 use palaver_kit::db::Database;
 use palaver_kit::grpc::{GrpcChannel, balanced_channel};
 use palaver_kit::shutdown::Shutdown;
 use palaver_kit::testing::{self, TestDatabase};
+pub use palaver_kit::testing::{Pkce, query_param};
 use palaver_kit::tokens::TokenVerifier;
 use palaver_presence::{Backends, PresenceConfig, PresenceService};
 use palaver_proto::conversation::v1::conversations_client::ConversationsClient;
 use palaver_proto::identity::v1 as pb;
-use pb::identity_client::IdentityClient;
-use rand::Rng;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
@@ -44,14 +39,12 @@ pub struct TestGateway {
     /// `http://127.0.0.1:<port>`, also the gateway's public URL.
     pub base: String,
     pub admin: SocketAddr,
-    /// identity over gRPC, for what the tests do beside the gateway (the consent page).
-    pub identity: IdentityClient<GrpcChannel>,
-    /// identity's clock, which a test shifts to age consent requests and tokens.
-    pub identity_clock: Clock,
+    /// identity, for what the tests do beside the gateway (the consent page) and its
+    /// clock, which a test shifts to age consent requests and tokens.
+    pub identity: TestIdentity,
     pub http: reqwest::Client,
     pub gateway_task: JoinHandle<anyhow::Result<()>>,
     pub gateway_shutdown: Shutdown,
-    pub identity_shutdown: Shutdown,
     /// Stops presence, conversation and every further gateway.
     pub others_shutdown: Shutdown,
     /// The services behind the gateway, for a second gateway in front of them.
@@ -60,7 +53,6 @@ pub struct TestGateway {
     pub bus: Arc<dyn EventBus>,
     nats_url: String,
     prefix: String,
-    db: Arc<TestDatabase>,
     _conversation_db: TestDatabase,
 }
 
@@ -68,7 +60,6 @@ impl Drop for TestGateway {
     fn drop(&mut self) {
         self.gateway_shutdown.trigger();
         self.others_shutdown.trigger();
-        self.identity_shutdown.trigger();
     }
 }
 
@@ -87,21 +78,8 @@ pub async fn spawn_configured(
     configure: impl FnOnce(&mut GatewayConfig),
     presence: impl FnOnce(&mut PresenceConfig),
 ) -> TestGateway {
-    testing::init_logs();
-    let db = testing::postgres().await;
-    palaver_identity::migrate(&db.url)
-        .await
-        .expect("migrations");
-    let identity_clock = Clock::default();
-    let identity = IdentityService::build_with_clock(
-        IdentityConfig::ephemeral(&db.url),
-        identity_clock.clone(),
-    )
-    .await
-    .expect("identity builds");
-    let identity_url = format!("http://{}", identity.grpc_addr());
-    let identity_shutdown = Shutdown::new();
-    tokio::spawn(identity.run_until_stopped(identity_shutdown.clone()));
+    let identity = TestIdentity::spawn(testing::postgres().await).await;
+    let identity_url = identity.url.clone();
 
     let nats_url = testing::nats_url().await;
     let prefix = testing::unique_prefix();
@@ -152,18 +130,15 @@ pub async fn spawn_configured(
     TestGateway {
         base,
         admin,
-        identity: IdentityClient::new(balanced_channel(&identity_url).expect("channel")),
-        identity_clock,
+        identity,
         http: reqwest::Client::new(),
         gateway_task,
         gateway_shutdown,
-        identity_shutdown,
         others_shutdown,
         urls,
         bus,
         nats_url,
         prefix,
-        db: Arc::new(db),
         _conversation_db: conversation_db,
     }
 }
@@ -175,28 +150,6 @@ pub struct App {
     pub api_secret: String,
     pub identity_key: String,
     pub identity_key_id: String,
-}
-
-/// A PKCE verifier and its S256 challenge.
-pub struct Pkce {
-    pub verifier: String,
-    pub challenge: String,
-}
-
-impl Pkce {
-    pub fn generate() -> Self {
-        const ALPHABET: &[u8] =
-            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~";
-        let mut rng = rand::rng();
-        let verifier: String = (0..64)
-            .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
-            .collect();
-        let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
-        Pkce {
-            verifier,
-            challenge,
-        }
-    }
 }
 
 impl TestGateway {
@@ -275,7 +228,7 @@ impl TestGateway {
 
     /// Verifies access tokens against identity's keys, as every service does.
     pub fn verifier(&self) -> TokenVerifier {
-        TokenVerifier::new(Arc::new(self.identity.clone()))
+        self.identity.verifier()
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -408,7 +361,7 @@ impl TestGateway {
     /// URL the member is sent back to.
     pub async fn decide(&self, consent_url: &str, approve: bool) -> String {
         let request = query_param(consent_url, "request").expect("request in the consent URL");
-        let mut identity = self.identity.clone();
+        let mut identity = self.identity.client();
         let shown = identity
             .get_consent_request(pb::GetConsentRequestRequest {
                 request: request.clone(),
@@ -507,7 +460,9 @@ impl TestGateway {
     /// The number of rows in one of identity's tables: what a refused request must not
     /// have changed.
     pub async fn count(&self, table: &str) -> i64 {
-        let db = Database::connect(&self.db.url).await.expect("database");
+        let db = Database::connect(self.identity.database_url())
+            .await
+            .expect("database");
         sqlx::query_scalar::<_, i64>(&format!("SELECT count(*) FROM {table}"))
             .fetch_one(db.pool())
             .await
@@ -542,14 +497,6 @@ pub async fn problem(response: Response, status: StatusCode, code: &str) -> Valu
         "{body}"
     );
     body
-}
-
-pub fn query_param(url: &str, name: &str) -> Option<String> {
-    url::Url::parse(url)
-        .ok()?
-        .query_pairs()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.into_owned())
 }
 
 /// How long a test waits for a frame the gateway must send: a guard against hanging,

@@ -317,7 +317,7 @@ async fn the_admin_server_reports_health_metrics_and_readiness() {
         "{metrics}"
     );
 
-    t.identity_shutdown.trigger();
+    t.identity.stop();
     let mut last = String::new();
     let mut not_ready = false;
     for _ in 0..100 {

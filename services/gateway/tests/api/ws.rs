@@ -653,9 +653,9 @@ async fn a_socket_is_closed_when_its_token_expires() {
     // A token identity signed a lifetime ago, less a few seconds, expires in a few
     // seconds, counting the 30 s the gateway's verifier allows past `exp`.
     let age_ms = (claims.exp - claims.iat + 30 - 5) * 1000;
-    t.identity_clock.shift_ms(-age_ms);
+    t.identity.clock.shift_ms(-age_ms);
     let token = t.visitor_token(&app, &endpoint, "Guest").await;
-    t.identity_clock.shift_ms(age_ms);
+    t.identity.clock.shift_ms(age_ms);
 
     let mut visitor = t.ws(Some(SITE)).await;
     visitor.hello(&token).await;

@@ -7,13 +7,10 @@ use palaver_kit::grpc::GrpcChannel;
 use palaver_proto::identity::v1 as identity_pb;
 use palaver_proto::identity::v1::identity_client::IdentityClient;
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use futures::{SinkExt, StreamExt};
-use rand::Rng;
+pub use palaver_kit::testing::{Pkce, query_param};
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -29,36 +26,6 @@ pub async fn json_of(response: Response, status: StatusCode) -> Value {
     let text = response.text().await.unwrap();
     assert_eq!(actual, status, "{text}");
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
-}
-
-pub fn query_param(url: &str, name: &str) -> Option<String> {
-    url::Url::parse(url)
-        .ok()?
-        .query_pairs()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.into_owned())
-}
-
-/// A PKCE verifier and its S256 challenge.
-pub struct Pkce {
-    pub verifier: String,
-    pub challenge: String,
-}
-
-impl Pkce {
-    pub fn generate() -> Self {
-        const ALPHABET: &[u8] =
-            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~";
-        let mut rng = rand::rng();
-        let verifier: String = (0..64)
-            .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
-            .collect();
-        let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
-        Pkce {
-            verifier,
-            challenge,
-        }
-    }
 }
 
 /// A WebSocket client speaking Palaver's JSON frames.
