@@ -17,7 +17,6 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use async_nats::header::NATS_MESSAGE_ID;
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
 use async_nats::jetstream::{self, AckKind};
 use async_nats::{StatusCode, Subject, Subscriber};
@@ -26,7 +25,9 @@ use futures::{FutureExt as _, StreamExt};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::{BoxError, BusError, Event, RecentIds};
+use super::dedup::RecentIds;
+use super::subject::Prefix;
+use super::{BoxError, BusError, Event};
 
 /// At most this many events of a NATS consumer may be delivered and not yet settled,
 /// those waiting for a retry included: high, so that one receiver that keeps failing
@@ -101,7 +102,7 @@ pub(super) struct NatsConsumer {
     owed: usize,
     open_until: Instant,
     name: String,
-    prefix_len: usize,
+    prefix: Prefix,
 }
 
 /// How long after its expiry a pull request whose end the server did not report (a
@@ -119,7 +120,7 @@ impl NatsConsumer {
         client: &async_nats::Client,
         jetstream: &jetstream::Context,
         stream: &str,
-        prefix: &str,
+        prefix: &Prefix,
         name: &str,
         ack_wait: Duration,
     ) -> Result<NatsConsumer, BusError> {
@@ -158,7 +159,7 @@ impl NatsConsumer {
             owed: 0,
             open_until: Instant::now(),
             name: name.to_owned(),
-            prefix_len: prefix.len() + 1,
+            prefix: prefix.clone(),
         })
     }
 
@@ -240,20 +241,12 @@ impl NatsConsumer {
             .map_err(|e| consumer_error(&self.name, "read a delivery", e))?
             .delivered
             .max(1) as u64;
-        let headers = message.headers.clone().unwrap_or_default();
-        let event = Event {
-            subject: message
-                .subject
-                .as_str()
-                .get(self.prefix_len..)
-                .unwrap_or_default()
-                .to_owned(),
-            payload: message.payload.clone(),
-            msg_id: headers
-                .get(NATS_MESSAGE_ID)
-                .map(|id| id.as_str().to_owned()),
-            headers,
-        };
+        let event = Event::received(
+            &self.prefix,
+            &message.subject,
+            message.payload.clone(),
+            message.headers.clone().unwrap_or_default(),
+        );
         Ok(Delivery {
             event,
             attempt,

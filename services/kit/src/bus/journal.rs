@@ -18,7 +18,8 @@ use async_nats::jetstream::{self, ErrorCode};
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::{BoxError, BusError, check_prefix, ensure_stream};
+use super::subject::check_prefix;
+use super::{BoxError, BusError, ensure_stream};
 
 /// At most this many records are kept per key; the oldest go first.
 pub const MAX_RECORDS_PER_KEY: u64 = 100_000;
