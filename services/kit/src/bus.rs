@@ -33,10 +33,10 @@ use async_nats::header::NATS_MESSAGE_ID;
 use async_nats::jetstream::{self, stream};
 use async_trait::async_trait;
 use bytes::Bytes;
-use opentelemetry::propagation::{Extractor, Injector};
 use rand::Rng;
 use rand::distr::Alphanumeric;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use crate::telemetry;
 
 #[cfg(test)]
 mod contract_tests;
@@ -221,9 +221,7 @@ impl Event {
     /// The trace context of the span that published this event, to parent the
     /// handling span on (`span.set_parent(event.parent_context())`).
     pub fn parent_context(&self) -> opentelemetry::Context {
-        opentelemetry::global::get_text_map_propagator(|propagator| {
-            propagator.extract(&HeaderExtractor(&self.headers))
-        })
+        telemetry::extract_nats_headers(&self.headers)
     }
 
     /// An event as it came off the wire under `prefix`, its message id read from the
@@ -243,29 +241,6 @@ impl Event {
 /// Headers carrying the trace context of the current span.
 fn trace_headers() -> HeaderMap {
     let mut headers = HeaderMap::new();
-    let context = tracing::Span::current().context();
-    opentelemetry::global::get_text_map_propagator(|propagator| {
-        propagator.inject_context(&context, &mut HeaderInjector(&mut headers))
-    });
+    telemetry::inject_nats_headers(&mut headers);
     headers
-}
-
-struct HeaderInjector<'a>(&'a mut HeaderMap);
-
-impl Injector for HeaderInjector<'_> {
-    fn set(&mut self, key: &str, value: String) {
-        self.0.insert(key, value);
-    }
-}
-
-struct HeaderExtractor<'a>(&'a HeaderMap);
-
-impl Extractor for HeaderExtractor<'_> {
-    fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).map(|value| value.as_str())
-    }
-
-    fn keys(&self) -> Vec<&str> {
-        self.0.iter().map(|(name, _)| name.as_ref()).collect()
-    }
 }

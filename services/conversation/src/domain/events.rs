@@ -3,6 +3,8 @@
 //! the bus is not decided here: the store writes each event through the [`Encode`]
 //! function it was given (protobuf, in `crate::proto`).
 
+use palaver_kit::telemetry::current_traceparent;
+
 use crate::model::{Conversation, Message, OfflineMessage, Sender};
 
 /// Encodes `event`, under its id `event_id`, as the bytes the outbox keeps and the bus
@@ -134,11 +136,4 @@ pub fn message_created(
 /// An offline message arrived (the first and only event of its stream).
 pub fn offline_message(message: &OfflineMessage, at: i64) -> Event {
     Event::now(EventKind::OfflineMessage(message.clone()), at)
-}
-
-/// The W3C `traceparent` of the current span; `None` outside a traced span.
-pub fn current_traceparent() -> Option<String> {
-    let mut carrier = std::collections::HashMap::new();
-    palaver_kit::telemetry::inject(&mut carrier);
-    carrier.remove("traceparent")
 }

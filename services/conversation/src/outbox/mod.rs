@@ -87,8 +87,7 @@ fn publish_span(event: &PendingEvent) -> tracing::Span {
         messaging.message.id = %event.event_id,
     );
     if let Some(traceparent) = &event.traceparent {
-        let carrier = HashMap::from([("traceparent".to_owned(), traceparent.clone())]);
-        let _ = span.set_parent(palaver_kit::telemetry::extract(&carrier));
+        let _ = span.set_parent(palaver_kit::telemetry::extract_traceparent(traceparent));
     }
     span
 }
