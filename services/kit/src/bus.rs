@@ -4,8 +4,9 @@
 //! [`EventBus`] has two implementations behind one trait: [`NatsBus`] (core NATS for
 //! fire-and-forget events, JetStream for durable ones) in a cluster, and [`LocalBus`]
 //! (in process) in the embedded default. Callers name subjects without the bus prefix
-//! (`app1.presence.m1`); the bus roots them under its prefix (`palaver.app1.presence.m1`)
-//! and hands [`Event`]s back without it. Every publish carries the W3C trace context of
+//! (`app1.presence.m1`), built as a [`Subject`]; the bus roots them under its prefix
+//! (`palaver.app1.presence.m1`) and hands [`Event`]s back without it, their subject read
+//! back with `str::parse::<Subject>`. Every publish carries the W3C trace context of
 //! the current span in a `traceparent` header; [`Event::parent_context`] restores it.
 //!
 //! Durable events go to `<app>.conv.<id>.msg|state` and `<app>.member.<id>.inbox|permission`,
@@ -20,10 +21,10 @@
 //! attempts). On NATS both are JetStream; the in-process bus keeps them in memory, so
 //! they last as long as the process.
 //!
-//! The modules: `subject` (the rules subjects, patterns and names follow, and the
-//! prefix), `nats` ([`NatsBus`]), `local` ([`LocalBus`]), `dedup` ([`Subscription`] and
-//! the duplicate window), [`durable`] and [`journal`]; `contract_tests` is the one suite
-//! both buses pass.
+//! The modules: `subject` ([`Subject`], the rules subjects, patterns and names follow,
+//! and the prefix), `nats` ([`NatsBus`]), `local` ([`LocalBus`]), `dedup`
+//! ([`Subscription`] and the duplicate window), [`durable`] and [`journal`];
+//! `contract_tests` is the one suite both buses pass.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,6 +53,7 @@ pub use durable::{Delivery, DurableConsumer, Settlement};
 pub use journal::{Journal, JournalPage};
 pub use local::LocalBus;
 pub use nats::NatsBus;
+pub use subject::{ConversationKind, MemberKind, Subject, SubjectError};
 use subject::{Prefix, check_prefix};
 
 /// The prefix every subject is rooted under unless configured otherwise.
@@ -208,7 +210,8 @@ pub trait EventBus: Send + Sync + 'static {
 /// One event as a subscriber receives it.
 #[derive(Debug, Clone)]
 pub struct Event {
-    /// The subject without the bus prefix, e.g. `app1.conv.c1.msg`.
+    /// The subject without the bus prefix, e.g. `app1.conv.c1.msg`: route by it with
+    /// `event.subject.parse::<Subject>()`.
     pub subject: String,
     pub payload: Bytes,
     /// The message id of a durable publish.

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use async_trait::async_trait;
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use palaver_kit::bus::{EventBus, Subscription};
+use palaver_kit::bus::{EventBus, Subject, Subscription};
 use palaver_kit::{Error, ErrorCode};
 use palaver_proto::events::v1::PresenceChanged;
 use prost::Message;
@@ -29,7 +29,7 @@ const FEED_CAPACITY: usize = 64;
 
 /// The subject of a member's presence changes, without the bus prefix.
 pub fn subject(member: &MemberKey) -> String {
-    format!("{}.presence.{}", member.app_id, member.member_id)
+    Subject::presence(&member.app_id, &member.member_id).to_string()
 }
 
 /// Encodes a presence change as it goes on the bus.

@@ -3,6 +3,7 @@
 //! the bus is not decided here: the store writes each event through the [`Encode`]
 //! function it was given (protobuf, in `crate::proto`).
 
+use palaver_kit::bus::{ConversationKind, MemberKind, Subject};
 use palaver_kit::telemetry::current_traceparent;
 
 use crate::model::{Conversation, Message, OfflineMessage, Sender};
@@ -67,23 +68,23 @@ impl Event {
         }
     }
 
-    /// The subject it is published on, without the bus prefix.
-    pub fn subject(&self) -> String {
-        let conversation = |app_id: &str, conversation_id: &str, kind: &str| {
-            format!("{app_id}.conv.{conversation_id}.{kind}")
-        };
-        let inbox = |app_id: &str, member_id: &str| format!("{app_id}.member.{member_id}.inbox");
+    /// The subject it is published on.
+    pub fn subject(&self) -> Subject {
         match &self.kind {
             EventKind::Opened(c)
             | EventKind::Closed(c)
             | EventKind::Read {
                 conversation: c, ..
-            } => conversation(&c.app_id, &c.conversation_id, "state"),
+            } => Subject::conversation(&c.app_id, &c.conversation_id, ConversationKind::State),
             EventKind::MessageCreated { app_id, message } => {
-                conversation(app_id, &message.conversation_id, "msg")
+                Subject::conversation(app_id, &message.conversation_id, ConversationKind::Msg)
             }
-            EventKind::ConversationStarted(c) => inbox(&c.app_id, &c.member_id),
-            EventKind::OfflineMessage(m) => inbox(&m.app_id, &m.member_id),
+            EventKind::ConversationStarted(c) => {
+                Subject::member(&c.app_id, &c.member_id, MemberKind::Inbox)
+            }
+            EventKind::OfflineMessage(m) => {
+                Subject::member(&m.app_id, &m.member_id, MemberKind::Inbox)
+            }
         }
     }
 }

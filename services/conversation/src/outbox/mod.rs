@@ -510,6 +510,8 @@ impl Marking {
 
 #[cfg(test)]
 mod tests {
+    use palaver_kit::bus::{ConversationKind, Subject};
+
     use super::*;
 
     fn handed(stream: &str, event_at: i64, after: Option<i64>) -> Handed {
@@ -517,7 +519,7 @@ mod tests {
             event: PendingEvent {
                 event_id: format!("ev_{stream}_{event_at}"),
                 stream: stream.into(),
-                subject: format!("app.conv.{stream}.msg"),
+                subject: Subject::conversation("app", stream, ConversationKind::Msg).to_string(),
                 payload: Vec::new(),
                 event_at,
                 created_at: event_at,

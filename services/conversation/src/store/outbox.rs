@@ -20,7 +20,7 @@ impl Store {
         PendingEvent {
             payload: (self.encode)(&event_id, &event),
             stream: event.stream().to_owned(),
-            subject: event.subject(),
+            subject: event.subject().to_string(),
             event_id,
             event_at,
             created_at: now,

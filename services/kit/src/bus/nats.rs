@@ -12,7 +12,7 @@ use bytes::Bytes;
 use futures::stream::StreamExt;
 
 use super::dedup::{DUPLICATE_WINDOW, Subscription};
-use super::subject::{DURABLE_SUBJECTS, Prefix, check_durable_subject, check_name, check_subject};
+use super::subject::{self, Prefix, check_durable_subject, check_name, check_subject};
 use super::{
     BoxError, BusError, DEFAULT_MAX_AGE, DurableConsumer, Event, EventBus, Journal, durable,
     ensure_stream, journal, trace_headers,
@@ -59,7 +59,7 @@ impl NatsBus {
         let stream_name = format!("{}_EVENTS", prefix.as_str().to_uppercase());
         let config = stream::Config {
             name: stream_name.clone(),
-            subjects: DURABLE_SUBJECTS
+            subjects: subject::durable_patterns()
                 .iter()
                 .map(|pattern| prefix.root(pattern))
                 .collect(),
