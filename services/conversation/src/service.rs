@@ -3,11 +3,12 @@
 //! about chat endpoints and apps, sends messages through the group commit and
 //! everything else straight to the [`Store`].
 
+use palaver_kit::random::new_id;
 use palaver_kit::telemetry::current_traceparent;
 use palaver_kit::{Error, ErrorCode};
 
 use crate::directory::{ChatEndpoint, Directory};
-use crate::domain::{Clock, Policy, new_id, transcript, validate};
+use crate::domain::{Clock, Policy, transcript, validate};
 use crate::model::{
     Appended, Caller, Conversation, ConversationView, Erased, Message, NewConversation, NewMessage,
     OfflineMessage, Page, Retained, Role, Sender, Started, Transcript, Who,

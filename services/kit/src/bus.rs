@@ -34,8 +34,6 @@ use async_nats::header::NATS_MESSAGE_ID;
 use async_nats::jetstream::{self, stream};
 use async_trait::async_trait;
 use bytes::Bytes;
-use rand::Rng;
-use rand::distr::Alphanumeric;
 
 use crate::telemetry;
 
@@ -122,12 +120,7 @@ pub enum BusError {
 /// A new event id: `ev_` and 24 random letters and digits, also the `Nats-Msg-Id` of
 /// its durable publish.
 pub fn new_event_id() -> String {
-    let body: String = rand::rng()
-        .sample_iter(&Alphanumeric)
-        .map(|b| (b as char).to_ascii_lowercase())
-        .take(24)
-        .collect();
-    format!("ev_{body}")
+    crate::random::new_id("ev_", 24)
 }
 
 /// The subject prefix every NATS service of a deployment shares: `PALAVER_BUS_PREFIX`,

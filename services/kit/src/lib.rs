@@ -14,6 +14,7 @@
 //! - [`bus`]: the event bus, on NATS/JetStream or in process.
 //! - [`db`]: SQL pools on PostgreSQL or SQLite, and embedded migrations.
 //! - [`tokens`]: access-token claims and their verification against the identity JWKS.
+//! - [`random`]: random ids and secret strings.
 //! - [`grpc`]: gRPC servers (health, tracing) and client channels that balance over
 //!   every address a name resolves to.
 //! - [`webhook`]: Standard Webhooks signatures, made and checked.
@@ -37,6 +38,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod grpc;
+pub mod random;
 pub mod service;
 pub mod shutdown;
 pub mod status;

@@ -21,10 +21,11 @@ use std::process::{Child, Stdio};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use rand::Rng;
 use sqlx::{Connection, Executor, PgConnection};
 use tempfile::TempDir;
 use tokio::sync::OnceCell;
+
+use crate::random::new_id;
 
 const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
@@ -77,7 +78,7 @@ impl Drop for TestDatabase {
 /// A fresh, empty PostgreSQL database with a random name.
 pub async fn postgres() -> TestDatabase {
     let server_url = postgres_server().await;
-    let name = format!("test_{}", random_token(16));
+    let name = new_id("test_", 16);
     let mut connection = PgConnection::connect(server_url)
         .await
         .unwrap_or_else(|error| {
@@ -128,7 +129,7 @@ pub async fn nats_url() -> String {
 
 /// A subject prefix (and stream-name part) unique to one test, e.g. `t4k2x9q0m1z7b`.
 pub fn unique_prefix() -> String {
-    format!("t{}", random_token(12))
+    new_id("t", 12)
 }
 
 /// Installs the test tracing subscriber once per process: trace context propagates, and
@@ -150,12 +151,7 @@ impl Pkce {
     pub fn generate() -> Self {
         use base64::Engine as _;
         use sha2::Digest as _;
-        const UNRESERVED: &[u8] =
-            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~";
-        let mut rng = rand::rng();
-        let verifier: String = (0..64)
-            .map(|_| char::from(UNRESERVED[rng.random_range(0..UNRESERVED.len())]))
-            .collect();
+        let verifier = crate::random::random_string(64);
         let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .encode(sha2::Sha256::digest(verifier.as_bytes()));
         Pkce {
@@ -259,14 +255,6 @@ pub async fn binaries(packages: &[&str]) -> PathBuf {
         packages.join(", ")
     );
     profile_dir
-}
-
-fn random_token(len: usize) -> String {
-    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-    let mut rng = rand::rng();
-    (0..len)
-        .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
-        .collect()
 }
 
 /// `url` with its database (path) replaced by `name`, query parameters kept.

@@ -99,7 +99,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let conversation_url = format!("http://{}", conversation.grpc_addr());
     let (admin_token, generated) = match std::env::var("PALAVER_ADMIN_TOKEN") {
         Ok(token) if !token.trim().is_empty() => (token, false),
-        _ => (palaver_identity::domain::secrets::random_string(32), true),
+        _ => (palaver_kit::random::random_string(32), true),
     };
     let gateway = GatewayService::build(
         GatewayConfig {

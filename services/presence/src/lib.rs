@@ -45,7 +45,6 @@ use palaver_kit::bus::{EventBus, NatsBus};
 use palaver_kit::config::{CommonConfig, ConfigError, Env};
 use palaver_kit::service::{Listeners, Service};
 use palaver_kit::shutdown::Shutdown;
-use rand::Rng;
 
 use crate::domain::{Policy, Presence};
 use crate::events::BusEvents;
@@ -81,11 +80,7 @@ fn out_of_range(var: &str, message: &str) -> ConfigError {
 }
 
 fn replica_name(host: &str) -> String {
-    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-    let mut rng = rand::rng();
-    let suffix: String = (0..6)
-        .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
-        .collect();
+    let suffix = palaver_kit::random::new_id("", 6);
     let host: String = host
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')

@@ -6,19 +6,6 @@ pub mod events;
 pub mod transcript;
 pub mod validate;
 
-use rand::Rng;
-use rand::distr::Alphanumeric;
-
-/// A random lowercase id with a prefix, e.g. `c_3k9qvt2x7m0a1b2c3d4e`.
-pub fn new_id(prefix: &str, len: usize) -> String {
-    let body: String = rand::rng()
-        .sample_iter(&Alphanumeric)
-        .map(|b| (b as char).to_ascii_lowercase())
-        .take(len)
-        .collect();
-    format!("{prefix}{body}")
-}
-
 pub use palaver_kit::clock::Clock;
 
 /// The deployment's defaults, which an app's own limits override.

@@ -2,13 +2,14 @@
 //! marks, closing, and a member's list.
 
 use palaver_kit::db::is_unique_violation;
+use palaver_kit::random::new_id;
 use palaver_kit::{Error, ErrorCode};
 use sqlx::{Any, Transaction};
 
 use super::rows::{CONVERSATION_COLUMNS, ConversationRow};
 use super::writes::Writes;
 use super::{Locked, Store, internal, next_page};
-use crate::domain::{events, new_id};
+use crate::domain::events;
 use crate::model::{Conversation, ConversationState, Cursor, NewConversation, Sender, Started};
 use crate::outbox::handoff::Handed;
 

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use palaver_kit::random::new_id;
 use palaver_kit::{Error, ErrorCode};
 use sqlx::Any;
 use sqlx::pool::PoolConnection;
@@ -10,7 +11,7 @@ use sqlx::pool::PoolConnection;
 use super::rows::{MESSAGE_COLUMNS, MessageRow};
 use super::writes::Writes;
 use super::{Locked, Store, bucket, internal, pow2_chunks};
-use crate::domain::{events, new_id};
+use crate::domain::events;
 use crate::model::{Appended, ConversationState, Message, NewMessage, Page, Sender};
 use crate::outbox::handoff::Handed;
 

@@ -2,13 +2,13 @@
 //! relay reads and deletes.
 
 use palaver_kit::Error;
+use palaver_kit::bus::new_event_id;
 use palaver_kit::db::placeholders;
 
 use super::rows::OutboxRow;
 use super::writes::Writes;
 use super::{Locked, Store, bucket, internal, pow2_chunks};
 use crate::domain::events::Event;
-use crate::domain::new_id;
 use crate::model::PendingEvent;
 use crate::outbox::handoff::Handed;
 
@@ -16,7 +16,7 @@ impl Store {
     /// Adds the outbox rows of `events` to `writes`.
     /// `event`, encoded, as the outbox keeps it, with the order key `event_at`.
     pub(super) fn pending(&self, event: Event, event_at: i64, now: i64) -> PendingEvent {
-        let event_id = new_id("ev_", 24);
+        let event_id = new_event_id();
         PendingEvent {
             payload: (self.encode)(&event_id, &event),
             stream: event.stream().to_owned(),

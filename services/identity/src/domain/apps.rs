@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use palaver_kit::random::{new_id, random_string};
 use palaver_kit::{Error, ErrorCode};
 use serde::{Deserialize, Serialize};
 
@@ -176,7 +177,7 @@ fn validate_settings(
 
 /// An API secret names its app: `psk_<app_id>_<random>`.
 fn new_api_secret(app_id: &str) -> String {
-    format!("psk_{app_id}_{}", secrets::random_string(40))
+    format!("psk_{app_id}_{}", random_string(40))
 }
 
 fn app_id_of_api_secret(secret: &str) -> Option<&str> {
@@ -188,7 +189,7 @@ fn app_id_of_api_secret(secret: &str) -> Option<&str> {
 
 fn new_identity_key(generation: i64) -> IdentityKeyRow {
     IdentityKeyRow {
-        key_id: secrets::new_id("ik_", 10),
+        key_id: new_id("ik_", 10),
         secret: secrets::new_token("idk_"),
         generation,
     }
@@ -213,7 +214,7 @@ impl Identity {
             new.retention_days,
         )?;
         let now = self.now();
-        let app_id = secrets::new_id("app_", 12);
+        let app_id = new_id("app_", 12);
         let api_secret = new_api_secret(&app_id);
         let key = new_identity_key(1);
         let row = AppRow {

@@ -7,6 +7,7 @@
 //! member's newest grant decides their permission status and whether their chat
 //! endpoint is open.
 
+use palaver_kit::random::{new_id, random_string};
 use palaver_kit::{Error, ErrorCode};
 
 use super::members::Member;
@@ -151,7 +152,7 @@ impl Identity {
             return_url: return_url.to_owned(),
             state: state.to_owned(),
             code_challenge: code_challenge.to_owned(),
-            csrf_token: secrets::random_string(32),
+            csrf_token: random_string(32),
             expires_at: self.now() + self.policy.consent_ttl,
             decided_at: None,
             code_expires_at: None,
@@ -293,8 +294,8 @@ impl Identity {
         let member = self.member_by_id(app_id, &row.member_id).await?;
         let access_token = secrets::new_token("pt_");
         let refresh_token = secrets::new_token("rt_");
-        let endpoint_if_new = secrets::random_string(10);
-        let grant_id = secrets::new_id("g_", 16);
+        let endpoint_if_new = random_string(10);
+        let grant_id = new_id("g_", 16);
         let expires_at = now + self.policy.permission_token_ttl;
         let grant = NewGrant {
             grant_id: &grant_id,

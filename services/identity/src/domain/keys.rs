@@ -10,12 +10,13 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use ed25519_dalek::SigningKey;
 use ed25519_dalek::pkcs8::EncodePrivateKey;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use palaver_kit::random::new_id;
 use palaver_kit::tokens::Claims;
 use palaver_kit::{Error, ErrorCode};
 use rand::Rng;
 use tokio::sync::RwLock;
 
-use super::{Identity, secrets};
+use super::Identity;
 use crate::store::SigningKeyRow;
 
 /// How often a replica reloads the keys, in seconds.
@@ -135,7 +136,7 @@ impl Identity {
         let seed: [u8; 32] = rand::rng().random();
         let public = SigningKey::from_bytes(&seed).verifying_key();
         let row = SigningKeyRow {
-            kid: secrets::new_id("sk_", 12),
+            kid: new_id("sk_", 12),
             seed: STANDARD.encode(seed),
             public_key: URL_SAFE_NO_PAD.encode(public.as_bytes()),
             generation,

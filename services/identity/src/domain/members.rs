@@ -1,8 +1,9 @@
 //! Members: the people of a site who can receive chats, keyed by the CMS's user id.
 
 use palaver_kit::Error;
+use palaver_kit::random::new_id;
 
-use super::{Identity, secrets, validate};
+use super::{Identity, validate};
 pub use crate::store::MemberRow as Member;
 
 impl Identity {
@@ -17,7 +18,7 @@ impl Identity {
         self.app(app_id).await?;
         let now = self.now();
         let member = Member {
-            member_id: secrets::new_id("m_", 16),
+            member_id: new_id("m_", 16),
             app_id: app_id.to_owned(),
             external_id: validate::external_id(external_id)?,
             display_name: validate::display_name("display_name", display_name)?,

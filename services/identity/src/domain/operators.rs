@@ -1,6 +1,7 @@
 //! Operator sign-in: one-time login links (the console) and personal access tokens
 //! (the command-line messenger), each exchanged for an operator access token.
 
+use palaver_kit::random::new_id;
 use palaver_kit::tokens::{AUDIENCE, Claims, ISSUER, TokenKind};
 use palaver_kit::{Error, ErrorCode};
 
@@ -77,7 +78,7 @@ impl Identity {
         let member = self.member_by_id(app_id, member_id).await?;
         let token = secrets::new_token("pat_");
         let pat = PatRow {
-            id: secrets::new_id("pat_", 12),
+            id: new_id("pat_", 12),
             app_id: app_id.to_owned(),
             member_id: member.member_id,
             name: validate::display_name("name", name)?,
@@ -158,7 +159,7 @@ impl Identity {
             member: Some(member.member_id.clone()),
             iat: now,
             exp: expires_at,
-            jti: secrets::new_id("os_", 20),
+            jti: new_id("os_", 20),
         };
         let access_token = self.sign_access_token(&claims).await?;
         Ok(OperatorSession {

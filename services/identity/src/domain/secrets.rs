@@ -8,29 +8,10 @@ use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use palaver_kit::random::random_string;
 use rand::Rng;
-use rand::distr::Alphanumeric;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-
-/// A random string of `len` ASCII letters and digits (about 5.95 bits each).
-pub fn random_string(len: usize) -> String {
-    rand::rng()
-        .sample_iter(&Alphanumeric)
-        .take(len)
-        .map(char::from)
-        .collect()
-}
-
-/// A random lowercase id with a prefix, e.g. `m_3k9qvt2x7m0a1b2c`.
-pub fn new_id(prefix: &str, len: usize) -> String {
-    let body: String = rand::rng()
-        .sample_iter(&Alphanumeric)
-        .map(|b| (b as char).to_ascii_lowercase())
-        .take(len)
-        .collect();
-    format!("{prefix}{body}")
-}
 
 /// A bearer token: prefix and 43 random characters (256 bits).
 pub fn new_token(prefix: &str) -> String {

@@ -5,13 +5,14 @@
 //! keys. Either way the visitor gets an access token (see [`super::keys`]).
 
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use palaver_kit::random::new_id;
 use palaver_kit::tokens::{Claims, TokenKind};
 use palaver_kit::{Error, ErrorCode};
 use serde::Deserialize;
 
 use super::consent::PermissionStatus;
 use super::members::Member;
-use super::{Identity, secrets, validate};
+use super::{Identity, validate};
 use crate::store::NewVisitorSession;
 
 /// How far in the future an assertion's `iat` may be (clock skew), in seconds.
@@ -129,12 +130,12 @@ impl Identity {
             ));
         }
         let now = self.now();
-        let session_id = secrets::new_id("vs_", 20);
+        let session_id = new_id("vs_", 20);
         let expires_at = now + self.policy.visitor_token_ttl;
         let visitor = match who {
             VisitorIdentity::Anonymous { display_name } => {
                 let display_name = validate::display_name("display_name", &display_name)?;
-                let visitor_id = secrets::new_id("v_", 16);
+                let visitor_id = new_id("v_", 16);
                 self.store
                     .insert_visitor_session(&NewVisitorSession {
                         session_id: &session_id,
@@ -163,7 +164,7 @@ impl Identity {
                 let visitor_id = self
                     .store
                     .upsert_verified_visitor(
-                        &secrets::new_id("v_", 16),
+                        &new_id("v_", 16),
                         app_id,
                         &external_id,
                         &display_name,

@@ -255,7 +255,7 @@ async fn sessions(mut request: Request, next: Next) -> Response {
 }
 
 fn new_session_id() -> String {
-    palaver_identity::domain::secrets::random_string(SESSION_CHARS)
+    palaver_kit::random::random_string(SESSION_CHARS)
 }
 
 /// The cookie that carries a session id: not readable by scripts, not sent along with

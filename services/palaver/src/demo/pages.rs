@@ -18,7 +18,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, SET_COOKIE};
 use http::{HeaderValue, StatusCode};
-use palaver_identity::domain::secrets::random_string;
+use palaver_kit::random::random_string;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 

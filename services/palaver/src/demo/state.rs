@@ -88,7 +88,7 @@ impl Store {
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
         };
         if saved.csrf_key.is_empty() {
-            saved.csrf_key = palaver_identity::domain::secrets::random_string(43);
+            saved.csrf_key = palaver_kit::random::random_string(43);
         }
         let store = Store {
             path,
