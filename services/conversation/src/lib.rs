@@ -105,13 +105,7 @@ impl ConversationConfig {
                 message: "must be between 1 and 1000".into(),
             });
         }
-        let open: u32 = env.parse_or("PALAVER_LIMIT_OPEN_CONVERSATIONS_PER_VISITOR", 3)?;
-        if open == 0 {
-            return Err(ConfigError {
-                var: "PALAVER_LIMIT_OPEN_CONVERSATIONS_PER_VISITOR".into(),
-                message: "must be at least 1".into(),
-            });
-        }
+        let open: u32 = env.positive_or("PALAVER_LIMIT_OPEN_CONVERSATIONS_PER_VISITOR", 3)?;
         Ok(ConversationConfig {
             common: CommonConfig::from_env(env, 50053)?,
             database_url: env.required_url(

@@ -130,6 +130,29 @@ impl Env {
     pub fn seconds_or(&self, var: &str, default: u64) -> Result<Duration, ConfigError> {
         self.parse_or::<u64>(var, default).map(Duration::from_secs)
     }
+
+    /// A whole number that must be at least 1 (a count, a limit), or `default` when
+    /// unset.
+    pub fn positive_or<T>(&self, var: &str, default: T) -> Result<T, ConfigError>
+    where
+        T: FromStr + PartialOrd + From<u8>,
+        T::Err: std::fmt::Display,
+    {
+        let value = self.parse_or(var, default)?;
+        if value < T::from(1) {
+            return Err(ConfigError {
+                var: var.to_owned(),
+                message: "must be at least 1".to_owned(),
+            });
+        }
+        Ok(value)
+    }
+
+    /// A duration in whole seconds, at least one.
+    pub fn positive_seconds_or(&self, var: &str, default: u64) -> Result<Duration, ConfigError> {
+        self.positive_or::<u64>(var, default)
+            .map(Duration::from_secs)
+    }
 }
 
 /// What every service reads: its own address, the admin address and the drain timeout.
@@ -193,6 +216,23 @@ mod tests {
         let secret = env.required_secret("PALAVER_ADMIN_TOKEN").unwrap();
         assert!(!format!("{secret:?}").contains("hunter2"));
         assert_eq!(secret.expose_secret(), "hunter2");
+    }
+
+    #[test]
+    fn positive_values_are_at_least_one() {
+        let env = Env::from_pairs([("LIMIT", "0"), ("EVERY", "0"), ("BAD", "-1"), ("OK", "2")]);
+        for var in ["LIMIT", "BAD"] {
+            let err = env.positive_or::<u32>(var, 3).unwrap_err();
+            assert_eq!(err.var, var);
+        }
+        let err = env.positive_seconds_or("EVERY", 5).unwrap_err();
+        assert_eq!(err.to_string(), "configuration: EVERY: must be at least 1");
+        assert_eq!(env.positive_or::<usize>("OK", 3).unwrap(), 2);
+        assert_eq!(env.positive_or::<usize>("UNSET", 3).unwrap(), 3);
+        assert_eq!(
+            env.positive_seconds_or("OK", 5).unwrap(),
+            Duration::from_secs(2)
+        );
     }
 
     #[test]

@@ -91,13 +91,7 @@ fn replica_name(host: &str) -> String {
 
 impl PresenceConfig {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        let ttl = env.seconds_or("PALAVER_PRESENCE_TTL_SECONDS", 30)?;
-        if ttl.is_zero() {
-            return Err(out_of_range(
-                "PALAVER_PRESENCE_TTL_SECONDS",
-                "must be at least 1",
-            ));
-        }
+        let ttl = env.positive_seconds_or("PALAVER_PRESENCE_TTL_SECONDS", 30)?;
         let grace = env.seconds_or("PALAVER_PRESENCE_GRACE_SECONDS", 15)?;
         if ttl + grace > Duration::from_secs(3600) {
             return Err(out_of_range(
