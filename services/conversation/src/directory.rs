@@ -9,9 +9,6 @@ use palaver_kit::{Error, ErrorCode};
 use palaver_proto::identity::v1 as pb;
 use pb::identity_client::IdentityClient;
 
-/// How long one call to identity may take.
-const CALL_TIMEOUT: Duration = Duration::from_secs(5);
-
 /// A member's chat endpoint, as identity resolves it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChatEndpoint {
@@ -47,21 +44,15 @@ impl Directory {
         }
     }
 
-    fn request<T>(message: T) -> tonic::Request<T> {
-        let mut request = tonic::Request::new(message);
-        request.set_timeout(CALL_TIMEOUT);
-        request
-    }
-
     /// The chat endpoint `endpoint`, open or closed; `not_found` when unknown.
     #[tracing::instrument(skip(self))]
     pub async fn chat_endpoint(&self, endpoint: &str) -> Result<ChatEndpoint, Error> {
         let resolved = self
             .client
             .clone()
-            .resolve_endpoint(Self::request(pb::ResolveEndpointRequest {
+            .resolve_endpoint(pb::ResolveEndpointRequest {
                 endpoint: endpoint.to_owned(),
-            }))
+            })
             .await
             .map_err(|status| identity_error(&status))?
             .into_inner();
@@ -78,9 +69,9 @@ impl Directory {
     #[tracing::instrument(skip(self))]
     pub async fn app(&self, app_id: &str) -> Result<AppSettings, Error> {
         let mut client = self.client.clone();
-        let request = Self::request(pb::GetAppRequest {
+        let request = pb::GetAppRequest {
             app_id: app_id.to_owned(),
-        });
+        };
         let fetch = || async move {
             let app = client
                 .get_app(request)

@@ -53,6 +53,7 @@ use palaver_kit::admin::{DatabaseCheck, ReadinessCheck};
 use palaver_kit::bus::EventBus;
 use palaver_kit::config::{CommonConfig, ConfigError, Env};
 use palaver_kit::db::{Backend, Database, Migrations};
+use palaver_kit::grpc::BalanceOptions;
 use palaver_kit::service::{Listeners, Service};
 use palaver_kit::shutdown::Shutdown;
 use tokio::task::JoinHandle;
@@ -69,6 +70,10 @@ pub const SERVICE_NAME: &str = "palaver.conversation.v1.Conversations";
 
 /// How long identity's answers about an app (retention, limits) are reused.
 const APP_CACHE: Duration = Duration::from_secs(30);
+
+/// How long one call to identity may take: less than the gateway's deadline on the call
+/// that needs it, so a stalled identity is answered here.
+const IDENTITY_CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The conversation service's configuration.
 #[derive(Debug, Clone)]
@@ -177,8 +182,14 @@ impl ConversationService {
             .await
             .context("connecting to the conversation database")?;
         let store = Store::new(db.clone(), proto::encode_event);
-        let channel = palaver_kit::grpc::balanced_channel(&config.identity_url)
-            .with_context(|| format!("PALAVER_IDENTITY_URL {}", config.identity_url))?;
+        let channel = palaver_kit::grpc::balanced_channel_with(
+            &config.identity_url,
+            BalanceOptions {
+                call_timeout: IDENTITY_CALL_TIMEOUT,
+                ..BalanceOptions::default()
+            },
+        )
+        .with_context(|| format!("PALAVER_IDENTITY_URL {}", config.identity_url))?;
         let directory = Directory::new(channel, APP_CACHE);
         let group_commit_config = GroupCommitConfig {
             // SQLite has one writer: more committers would only wait for each other.

@@ -1,7 +1,8 @@
 //! gRPC plumbing every service shares: [`serve`] runs a tonic server with the standard
 //! health-checking service, tracing and graceful shutdown; [`balanced_channel`] gives a
 //! client channel that spreads calls over every address a name resolves to (a headless
-//! Kubernetes Service) and follows the name as it changes.
+//! Kubernetes Service), follows the name as it changes, and bounds every call with the
+//! channel's deadline.
 //!
 //! One HTTP/2 connection to a ClusterIP would pin all of a client's traffic to one pod;
 //! balancing over the resolved addresses is what lets the services scale out.
@@ -27,10 +28,18 @@ use tonic_health::ServingStatus;
 use crate::shutdown::Shutdown;
 use crate::telemetry::{GrpcClientTrace, GrpcServerTraceLayer};
 
+mod deadline;
+
+pub use deadline::Deadline;
+
 /// How often an idle HTTP/2 connection is pinged, and how long a ping may go unanswered
 /// before the connection is considered dead.
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a call on a channel may take unless its [`BalanceOptions`] say otherwise,
+/// waiting for an address included.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves `routes` and the gRPC health-checking service on `listener` until `shutdown`
 /// triggers, then drains: the health of `""` and of every name in `health_services` turns
@@ -80,9 +89,9 @@ pub async fn serve(
 }
 
 /// A client channel for generated tonic clients (`IdentityClient::new(channel)`): balanced
-/// over every resolved address, each call in a `grpc.client` span whose trace context
-/// goes out with the request. Cheap to clone.
-pub type GrpcChannel = GrpcClientTrace<Channel>;
+/// over every resolved address, each call bounded by the channel's [`Deadline`] and run in
+/// a `grpc.client` span whose trace context goes out with the request. Cheap to clone.
+pub type GrpcChannel = GrpcClientTrace<Deadline<Channel>>;
 
 /// Resolves `host:port` to the addresses to balance over.
 pub type Resolver =
@@ -95,6 +104,9 @@ pub struct BalanceOptions {
     pub resolve_interval: Duration,
     /// How long connecting to one address may take.
     pub connect_timeout: Duration,
+    /// How long a call may take, waiting for an address included: the channel's
+    /// deadline, which its callers do not set again.
+    pub call_timeout: Duration,
     /// Turns `host:port` into addresses; DNS by default.
     pub resolver: Resolver,
 }
@@ -104,6 +116,7 @@ impl Default for BalanceOptions {
         BalanceOptions {
             resolve_interval: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),
+            call_timeout: DEFAULT_CALL_TIMEOUT,
             resolver: dns_resolver(),
         }
     }
@@ -114,6 +127,7 @@ impl fmt::Debug for BalanceOptions {
         f.debug_struct("BalanceOptions")
             .field("resolve_interval", &self.resolve_interval)
             .field("connect_timeout", &self.connect_timeout)
+            .field("call_timeout", &self.call_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -142,7 +156,8 @@ pub enum ChannelError {
 }
 
 /// A channel to `url` (`http://identity:50051`) that balances over every address the
-/// host resolves to, resolved again every 5 s. See [`balanced_channel_with`].
+/// host resolves to, resolved again every 5 s, each call bounded by
+/// [`DEFAULT_CALL_TIMEOUT`]. See [`balanced_channel_with`].
 pub fn balanced_channel(url: &str) -> Result<GrpcChannel, ChannelError> {
     balanced_channel_with(url, BalanceOptions::default())
 }
@@ -152,8 +167,8 @@ pub fn balanced_channel(url: &str) -> Result<GrpcChannel, ChannelError> {
 /// `options.resolve_interval`: new addresses are added, vanished ones removed. A failed
 /// or empty resolution keeps the previous addresses. Connections are made lazily, so
 /// building never fails for an unreachable server; until the first addresses are known,
-/// calls wait (give them a deadline). The resolving task stops when the last clone of the
-/// channel is dropped. Must be called inside a Tokio runtime.
+/// calls wait, as long as `options.call_timeout` lets them. The resolving task stops when
+/// the last clone of the channel is dropped. Must be called inside a Tokio runtime.
 pub fn balanced_channel_with(
     url: &str,
     options: BalanceOptions,
@@ -191,7 +206,10 @@ pub fn balanced_channel_with(
         endpoint,
         changes,
     ));
-    Ok(GrpcClientTrace::new(channel))
+    Ok(GrpcClientTrace::new(Deadline::new(
+        channel,
+        options.call_timeout,
+    )))
 }
 
 /// Resolves `target` every `interval` and tells the balancer what changed, until the

@@ -16,7 +16,7 @@
 //! - [`tokens`]: access-token claims and their verification against the identity JWKS.
 //! - [`random`]: random ids and secret strings.
 //! - [`grpc`]: gRPC servers (health, tracing) and client channels that balance over
-//!   every address a name resolves to.
+//!   every address a name resolves to, with a deadline on every call.
 //! - [`webhook`]: Standard Webhooks signatures, made and checked.
 //! - [`testing`] (feature `testing`): fresh PostgreSQL databases and NATS prefixes for
 //!   tests, starting local servers when none is reachable.

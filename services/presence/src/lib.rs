@@ -43,6 +43,7 @@ use anyhow::Context;
 use palaver_kit::admin::{BusCheck, ReadinessCheck};
 use palaver_kit::bus::{EventBus, NatsBus};
 use palaver_kit::config::{CommonConfig, ConfigError, Env};
+use palaver_kit::grpc::BalanceOptions;
 use palaver_kit::service::{Listeners, Service};
 use palaver_kit::shutdown::Shutdown;
 
@@ -54,6 +55,10 @@ use crate::store::{KvOptions, KvStore, MemoryStore, PresenceStore, StoreCheck};
 
 /// The gRPC service name, as health checks know it.
 pub const SERVICE_NAME: &str = "palaver.presence.v1.Presence";
+
+/// How long one call to identity may take: less than the gateway's deadline on the call
+/// that needs it, so a stalled identity is answered here.
+const IDENTITY_CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The presence service's configuration.
 #[derive(Debug, Clone)]
@@ -193,8 +198,14 @@ pub struct PresenceService {
 
 impl PresenceService {
     pub async fn build(config: PresenceConfig, backends: Backends) -> anyhow::Result<Self> {
-        let channel = palaver_kit::grpc::balanced_channel(&config.identity_url)
-            .context("PALAVER_IDENTITY_URL")?;
+        let channel = palaver_kit::grpc::balanced_channel_with(
+            &config.identity_url,
+            BalanceOptions {
+                call_timeout: IDENTITY_CALL_TIMEOUT,
+                ..BalanceOptions::default()
+            },
+        )
+        .context("PALAVER_IDENTITY_URL")?;
         let events = BusEvents::new(backends.bus.clone());
         let subscriptions = events.subscriptions();
         let presence = Arc::new(Presence::new(
