@@ -12,7 +12,6 @@ mod helpers;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
@@ -26,10 +25,6 @@ use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use serde_json::json;
 
 use helpers::{SITE, Ws};
-
-/// How long the test waits for the spans to arrive: a guard against hanging, not a
-/// timing assertion.
-const SPANS_GUARD: Duration = Duration::from_secs(60);
 
 /// An OTLP trace collector keeping every span it is sent.
 #[derive(Clone, Default)]
@@ -175,24 +170,18 @@ async fn a_message_is_one_trace_from_the_visitors_socket_to_the_operators() {
     assert_eq!(heard["text"], "Hello?");
 
     let subject = format!("{}.conv.{id}.msg", app.app_id);
-    let spans = tokio::time::timeout(SPANS_GUARD, async {
-        loop {
-            telemetry.force_flush().unwrap();
-            let spans = collector.spans();
-            if hops(&spans, &subject).is_some() {
-                return spans;
+    let spans = palaver_kit::testing::eventually("a complete trace of the message", || async {
+        telemetry.force_flush().unwrap();
+        let spans = collector.spans();
+        match hops(&spans, &subject) {
+            Some(_) => Ok(spans),
+            None => {
+                let seen: Vec<String> = spans.iter().map(describe).collect();
+                Err(format!("spans:\n{}", seen.join("\n")))
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     })
-    .await
-    .unwrap_or_else(|_| {
-        let seen: Vec<String> = collector.spans().iter().map(describe).collect();
-        panic!(
-            "no complete trace of the message among:\n{}",
-            seen.join("\n")
-        )
-    });
+    .await;
     let hops = hops(&spans, &subject).unwrap();
     assert_eq!(hops.receive.kind, SpanKind::Server as i32);
     assert_eq!(attribute(hops.receive, "ws.frame"), Some("message.send"));

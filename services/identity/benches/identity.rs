@@ -9,8 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use palaver_identity::testing::{Client, TestIdentity};
-use palaver_proto::identity::v1 as pb;
+use palaver_identity::testing::{TestIdentity, anonymous_session};
 
 const CONCURRENCY: usize = 64;
 const DURATION: Duration = Duration::from_secs(10);
@@ -28,7 +27,9 @@ async fn main() {
 
     // Warm up connections and caches.
     for _ in 0..50 {
-        anonymous_session(&mut t.client(), &app_id, &endpoint, "Warm").await;
+        t.anonymous_session(&app_id, &endpoint, "Warm")
+            .await
+            .expect("session");
     }
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -44,7 +45,8 @@ async fn main() {
                     let begin = Instant::now();
                     let session =
                         anonymous_session(&mut client, &app_id, &endpoint, &format!("Visitor {i}"))
-                            .await;
+                            .await
+                            .expect("session");
                     latencies.push(begin.elapsed());
                     if tokens.len() < 100 {
                         tokens.push(session.session_token);
@@ -104,24 +106,4 @@ async fn main() {
         verified as f64 / started.elapsed().as_secs_f64(),
         started.elapsed().as_secs_f64()
     );
-}
-
-/// A new anonymous visitor session.
-async fn anonymous_session(
-    client: &mut Client,
-    app_id: &str,
-    endpoint: &str,
-    name: &str,
-) -> pb::VisitorSession {
-    client
-        .create_visitor_session(pb::CreateVisitorSessionRequest {
-            app_id: app_id.into(),
-            endpoint: endpoint.into(),
-            who: Some(pb::create_visitor_session_request::Who::DisplayName(
-                name.into(),
-            )),
-        })
-        .await
-        .expect("session")
-        .into_inner()
 }

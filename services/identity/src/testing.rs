@@ -242,16 +242,26 @@ impl TestIdentity {
         endpoint: &str,
         name: &str,
     ) -> Result<pb::VisitorSession, Error> {
-        self.client()
-            .create_visitor_session(pb::CreateVisitorSessionRequest {
-                app_id: app_id.into(),
-                endpoint: endpoint.into(),
-                who: Some(pb::create_visitor_session_request::Who::DisplayName(
-                    name.into(),
-                )),
-            })
-            .await
-            .map(|r| r.into_inner())
-            .map_err(|s| Error::from_status(&s))
+        anonymous_session(&mut self.client(), app_id, endpoint, name).await
     }
+}
+
+/// A new anonymous visitor session on `endpoint`, asked through `client`.
+pub async fn anonymous_session(
+    client: &mut Client,
+    app_id: &str,
+    endpoint: &str,
+    name: &str,
+) -> Result<pb::VisitorSession, Error> {
+    client
+        .create_visitor_session(pb::CreateVisitorSessionRequest {
+            app_id: app_id.into(),
+            endpoint: endpoint.into(),
+            who: Some(pb::create_visitor_session_request::Who::DisplayName(
+                name.into(),
+            )),
+        })
+        .await
+        .map(|r| r.into_inner())
+        .map_err(|s| Error::from_status(&s))
 }

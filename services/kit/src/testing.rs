@@ -138,6 +138,32 @@ pub fn init_logs() {
     crate::telemetry::init_for_tests();
 }
 
+/// How long [`eventually`] waits for what must happen: a guard against hanging, far
+/// above what any step needs, never a speed goal.
+pub const PATIENCE: Duration = Duration::from_secs(60);
+
+/// The pause between two looks while [`eventually`] waits.
+const POLL: Duration = Duration::from_millis(50);
+
+/// Looks with `attempt` until it answers `Ok`, and returns that; panics with `what` and
+/// the last answer once [`PATIENCE`] has passed. The one poll-until loop of every test.
+pub async fn eventually<T, F, Fut>(what: &str, mut attempt: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        match attempt().await {
+            Ok(value) => return value,
+            Err(last) if tokio::time::Instant::now() >= deadline => {
+                panic!("waited {PATIENCE:?} for {what}; last seen: {last}")
+            }
+            Err(_) => tokio::time::sleep(POLL).await,
+        }
+    }
+}
+
 /// A PKCE verifier (RFC 7636: 64 unreserved characters) and its S256 challenge, as a
 /// CMS makes them for the consent flow.
 #[derive(Debug, Clone)]
@@ -382,45 +408,108 @@ async fn start_postgres() -> Result<String, String> {
     Ok(format!("postgres://postgres@127.0.0.1:{port}/postgres"))
 }
 
-/// Starts nats-server with JetStream in a temporary directory.
+/// Starts the process's own nats-server, which a watchdog stops (and whose store it
+/// removes) when the test process exits.
 async fn start_nats() -> Result<String, String> {
-    let dir = temp_dir("palaver-test-nats-", None)?;
-    let port = free_port()?;
-    let log = std::fs::File::create(dir.join("nats.log"))
-        .map_err(|e| format!("cannot create nats.log: {e}"))?;
-    let binary = find_binary("nats-server", &["/usr/sbin", "/usr/local/bin", "/usr/bin"]);
-    let mut server = std::process::Command::new(&binary)
-        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-        .arg(&dir)
-        .current_dir(&dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .map_err(|e| format!("cannot run {}: {e}", binary.display()))?;
-    let pid = server.id().to_string();
+    let server = NatsServer::start().await?;
+    let pid = server
+        .process
+        .as_ref()
+        .map(|p| p.id().to_string())
+        .unwrap_or_default();
     stop_at_exit(
         r#"kill "$1"; sleep 1; rm -rf "$2""#,
-        &[OsStr::new(&pid), dir.as_os_str()],
+        &[OsStr::new(&pid), server.dir.as_os_str()],
         None,
     )?;
+    let url = server.url();
+    // The watchdog owns it from here: it outlives every test of the process.
+    std::mem::forget(server);
+    Ok(url)
+}
 
-    let url = format!("nats://127.0.0.1:{port}");
-    let mut last_error = String::new();
-    for _ in 0..100 {
-        if let Ok(Some(status)) = server.try_wait() {
-            let log = std::fs::read_to_string(dir.join("nats.log")).unwrap_or_default();
-            return Err(format!("nats-server exited ({status}):\n{log}"));
-        }
-        match probe_nats(&url).await {
-            Ok(()) => return Ok(url),
-            Err(error) => last_error = error,
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+/// A nats-server with JetStream on a free loopback port, its store in a temporary
+/// directory that outlives restarts: the process's own test server, and a server of its
+/// own for a test that stops and starts NATS. Stopped when dropped.
+pub struct NatsServer {
+    dir: PathBuf,
+    port: u16,
+    process: Option<std::process::Child>,
+}
+
+impl NatsServer {
+    /// Starts a server and waits until JetStream answers.
+    pub async fn start() -> Result<NatsServer, String> {
+        let mut server = NatsServer {
+            dir: temp_dir("palaver-test-nats-", None)?,
+            port: free_port()?,
+            process: None,
+        };
+        server.resume().await?;
+        Ok(server)
     }
-    Err(format!(
-        "nats-server at {url} did not become ready: {last_error}"
-    ))
+
+    /// Its URL, `nats://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the server again on the same port and store (after [`NatsServer::stop`])
+    /// and waits until JetStream answers.
+    pub async fn resume(&mut self) -> Result<(), String> {
+        let log = std::fs::File::create(self.dir.join("nats.log"))
+            .map_err(|e| format!("cannot create nats.log: {e}"))?;
+        let binary = find_binary("nats-server", &["/usr/sbin", "/usr/local/bin", "/usr/bin"]);
+        let server = self.process.insert(
+            std::process::Command::new(&binary)
+                .args([
+                    "-js",
+                    "-a",
+                    "127.0.0.1",
+                    "-p",
+                    &self.port.to_string(),
+                    "-sd",
+                ])
+                .arg(&self.dir)
+                .current_dir(&self.dir)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .map_err(|e| format!("cannot run {}: {e}", binary.display()))?,
+        );
+        let url = format!("nats://127.0.0.1:{}", self.port);
+        let mut last_error = String::new();
+        for _ in 0..100 {
+            if let Ok(Some(status)) = server.try_wait() {
+                let log = std::fs::read_to_string(self.dir.join("nats.log")).unwrap_or_default();
+                return Err(format!("nats-server exited ({status}):\n{log}"));
+            }
+            match probe_nats(&url).await {
+                Ok(()) => return Ok(()),
+                Err(error) => last_error = error,
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(format!(
+            "nats-server at {url} did not become ready: {last_error}"
+        ))
+    }
+
+    /// Stops the server at once, as a crash would.
+    pub fn stop(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            let _ = process.kill();
+            let _ = process.wait();
+        }
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 /// A user id and group id to run PostgreSQL as, since it refuses to run as root.

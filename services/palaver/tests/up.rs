@@ -523,14 +523,16 @@ async fn consent_through_the_pages_opens_the_chat_box() {
         .await
         .unwrap();
     assert_eq!(left.status(), StatusCode::ACCEPTED);
-    loop {
+    let list = palaver_kit::testing::eventually("the offline message's webhook", || async {
         let list = anonymous.get(&format!("{}webhooks", up.demo)).await;
         if list.body.contains("data-type=\"message.offline\"") {
-            assert!(list.body.contains("call me back"), "{}", list.body);
-            break;
+            Ok(list)
+        } else {
+            Err(list.body)
         }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    })
+    .await;
+    assert!(list.body.contains("call me back"), "{}", list.body);
 
     // Sam sees his own chat box as an anonymous visitor would.
     let own = sam.get(&format!("{}members/sam", up.demo)).await;

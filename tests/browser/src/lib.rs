@@ -26,39 +26,13 @@ pub mod demo;
 mod palaver;
 mod scene;
 
-use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 pub use browser::{Chromium, Page, Widget};
 pub use palaver::Palaver;
 pub use scene::{Scene, Stage};
 
-/// How long an expectation may take before the test fails: a guard against hanging, far
-/// above what any step needs, not a timing assertion.
-pub const PATIENCE: Duration = Duration::from_secs(30);
-
-/// The pause between two looks at the page while waiting.
-const POLL: Duration = Duration::from_millis(100);
-
-/// Polls `attempt` until it answers `Ok`, and returns that; panics with `what` and the
-/// last answer once [`PATIENCE`] has passed.
-pub async fn eventually<T, F, Fut>(what: &str, mut attempt: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, String>>,
-{
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        match attempt().await {
-            Ok(value) => return value,
-            Err(last) if Instant::now() >= deadline => {
-                panic!("waited {PATIENCE:?} for {what}; last seen: {last}")
-            }
-            Err(_) => tokio::time::sleep(POLL).await,
-        }
-    }
-}
+pub use palaver_kit::testing::{PATIENCE, eventually};
 
 /// `<target>/browser-artifacts/`, created if needed: the target directory of this build
 /// (the test executable is `<target>/<profile>/deps/<name>-…`).

@@ -333,17 +333,13 @@ impl TestConversation {
 
     /// Waits until the relay has published every event in the outbox.
     pub async fn relayed(&self) {
-        tokio::time::timeout(Duration::from_secs(30), async {
-            loop {
-                let (waiting, _) = self.store.outbox_backlog().await.unwrap();
-                if waiting == 0 {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
+        testing::eventually("the relay to empty the outbox", || async {
+            match self.store.outbox_backlog().await.unwrap() {
+                (0, _) => Ok(()),
+                (waiting, _) => Err(format!("{waiting} events wait")),
             }
         })
         .await
-        .expect("the relay empties the outbox");
     }
 }
 

@@ -2,99 +2,17 @@
 //! their own on a free port, never the machine's shared one.
 
 use std::collections::{HashMap, HashSet};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::Duration;
 
 use palaver_conversation::domain::Clock;
 use palaver_conversation::model::{Caller, NewConversation, NewMessage, Started, Visitor, Who};
 use palaver_conversation::outbox::Relay;
 use palaver_kit::bus::NatsBus;
-use palaver_kit::testing;
+use palaver_kit::testing::{self, NatsServer};
 use palaver_proto::events::v1 as ev;
 use prost::Message as _;
-use tempfile::TempDir;
 
 use crate::helpers::{self, Backend};
-
-/// A nats-server with JetStream, its store in a temporary directory that outlives
-/// restarts.
-struct NatsServer {
-    dir: TempDir,
-    port: u16,
-    process: Option<Child>,
-}
-
-impl NatsServer {
-    async fn start() -> NatsServer {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut server = NatsServer {
-            dir: tempfile::tempdir().unwrap(),
-            port,
-            process: None,
-        };
-        server.resume().await;
-        server
-    }
-
-    fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-
-    /// Starts the server (again) and waits until it answers.
-    async fn resume(&mut self) {
-        let binary = [
-            "/usr/sbin/nats-server",
-            "/usr/local/bin/nats-server",
-            "/usr/bin/nats-server",
-        ]
-        .into_iter()
-        .find(|path| std::path::Path::new(path).exists())
-        .unwrap_or("nats-server");
-        let process = Command::new(binary)
-            .args([
-                "-js",
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-sd",
-            ])
-            .arg(self.dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nats-server runs");
-        self.process = Some(process);
-        let ready = async {
-            while async_nats::connect(self.url()).await.is_err() {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(20), ready)
-            .await
-            .expect("nats-server answers");
-    }
-
-    /// Stops the server, as a crash would.
-    fn stop(&mut self) {
-        if let Some(mut process) = self.process.take() {
-            process.kill().unwrap();
-            process.wait().unwrap();
-        }
-    }
-}
-
-impl Drop for NatsServer {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
 
 /// Every event in the stream, in stream order: (subject, Nats-Msg-Id, payload).
 async fn stream_contents(bus: &NatsBus) -> Vec<(String, String, bytes::Bytes)> {
@@ -115,18 +33,14 @@ async fn stream_contents(bus: &NatsBus) -> Vec<(String, String, bytes::Bytes)> {
 
 /// Waits until the stream holds `count` events.
 async fn until_stored(bus: &NatsBus, count: u64) {
-    let stored = async {
-        loop {
-            let mut stream = bus.jetstream().get_stream(bus.stream_name()).await.unwrap();
-            if stream.info().await.unwrap().state.messages >= count {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+    testing::eventually("the events to reach the stream", || async {
+        let mut stream = bus.jetstream().get_stream(bus.stream_name()).await.unwrap();
+        match stream.info().await.unwrap().state.messages {
+            stored if stored >= count => Ok(()),
+            stored => Err(format!("{stored} of {count} stored")),
         }
-    };
-    tokio::time::timeout(Duration::from_secs(60), stored)
-        .await
-        .expect("the events reach the stream");
+    })
+    .await
 }
 
 /// The sequence numbers of the message events of each conversation, in stream order.
@@ -148,7 +62,9 @@ fn message_seqs(events: &[(String, String, bytes::Bytes)]) -> HashMap<String, Ve
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sends_succeed_while_nats_is_down_and_every_event_arrives_later() {
-    let mut nats = NatsServer::start().await;
+    let mut nats = NatsServer::start()
+        .await
+        .expect("a nats-server of the test's own");
     let prefix = testing::unique_prefix();
     let bus = NatsBus::connect(&nats.url(), &prefix).await.unwrap();
     let t = helpers::spawn_with(Backend::Postgres, Arc::new(bus.clone())).await;
@@ -182,7 +98,7 @@ async fn sends_succeed_while_nats_is_down_and_every_event_arrives_later() {
     let (waiting, _) = t.store.outbox_backlog().await.unwrap();
     assert_eq!(waiting, 3 * EACH as i64, "the events wait in the outbox");
 
-    nats.resume().await;
+    nats.resume().await.expect("nats-server starts again");
     let expected = 3 * 2 + 3 * EACH;
     until_stored(&bus, expected).await;
     t.relayed().await;
@@ -207,7 +123,9 @@ async fn sends_succeed_while_nats_is_down_and_every_event_arrives_later() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_killed_between_publish_and_mark_publishes_again_without_duplicates() {
-    let nats = NatsServer::start().await;
+    let nats = NatsServer::start()
+        .await
+        .expect("a nats-server of the test's own");
     let prefix = testing::unique_prefix();
     let bus = NatsBus::connect(&nats.url(), &prefix).await.unwrap();
     let (db, store) = helpers::database_only(Backend::Postgres).await;

@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use palaver_kit::testing;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -318,20 +319,18 @@ async fn the_admin_server_reports_health_metrics_and_readiness() {
     );
 
     t.identity.stop();
-    let mut last = String::new();
-    let mut not_ready = false;
-    for _ in 0..100 {
+    let body: Value = testing::eventually("readiness to follow identity", || async {
         let response = reqwest::get(format!("{admin}/readyz")).await.unwrap();
-        if response.status() == StatusCode::SERVICE_UNAVAILABLE {
-            let body: Value = response.json().await.unwrap();
-            assert!(body["failing"]["identity"].is_string(), "{body}");
-            not_ready = true;
-            break;
+        let status = response.status();
+        let body: Value = response.json().await.unwrap();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            Ok(body)
+        } else {
+            Err(body.to_string())
         }
-        last = response.text().await.unwrap();
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(not_ready, "readiness follows identity: {last}");
+    })
+    .await;
+    assert!(body["failing"]["identity"].is_string(), "{body}");
     let body = problem(
         t.request(Method::GET, "/.well-known/jwks.json")
             .send()

@@ -13,6 +13,7 @@ use axum::routing::post;
 use bytes::Bytes;
 use http::HeaderMap;
 use palaver_gateway::webhooks::RetrySchedule;
+use palaver_kit::testing;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -190,8 +191,7 @@ async fn attempts_of(
     count: usize,
     outcome: &str,
 ) -> Vec<Value> {
-    let guard = tokio::time::Instant::now() + GUARD;
-    loop {
+    testing::eventually(&format!("{count} attempts of {id}"), || async {
         let log = deliveries(t, base, app, "?limit=200").await;
         let attempts: Vec<Value> = log["attempts"]
             .as_array()
@@ -201,14 +201,12 @@ async fn attempts_of(
             .cloned()
             .collect();
         if attempts.len() >= count && attempts[0]["outcome"] == outcome {
-            return attempts;
+            Ok(attempts)
+        } else {
+            Err(log.to_string())
         }
-        assert!(
-            tokio::time::Instant::now() < guard,
-            "no {count} attempts of {id} in time: {log}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await
 }
 
 /// A short schedule, so retries come within the test.

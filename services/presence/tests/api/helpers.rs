@@ -380,17 +380,13 @@ pub fn metric(metrics: &str, name: &str) -> Option<f64> {
 
 /// Waits until replica `i` reports `value` for the metric `name`.
 pub async fn wait_for_metric(t: &TestPresence, i: usize, name: &str, value: f64) {
-    let waiting = async {
-        loop {
-            if metric(&t.metrics(i).await, name) == Some(value) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+    testing::eventually(&format!("{name} to become {value}"), || async {
+        match metric(&t.metrics(i).await, name) {
+            Some(seen) if seen == value => Ok(()),
+            seen => Err(format!("{seen:?}")),
         }
-    };
-    tokio::time::timeout(HANG_GUARD, waiting)
-        .await
-        .unwrap_or_else(|_| panic!("{name} never became {value}"));
+    })
+    .await
 }
 
 /// The next message of a watch stream.
