@@ -18,7 +18,6 @@
 //!   member statuses and the client's IP address behind trusted proxies.
 //! - `clients` holds the gRPC clients of identity, presence and conversation;
 //!   `erasure` erases a member in every service that holds their data.
-//! - `subjects` makes and reads every bus subject the gateway publishes on or watches.
 //! - `publish` publishes what the gateway itself says on the bus: typing and permission
 //!   changes.
 //! - `webhooks` sends the webhook events from the bus's durable consumer, which every
@@ -71,7 +70,6 @@ mod http;
 mod publish;
 mod realtime;
 mod state;
-mod subjects;
 pub mod webhooks;
 
 use std::net::SocketAddr;

@@ -11,14 +11,13 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use palaver_kit::bus::{BusError, EventBus};
+use palaver_kit::bus::{BusError, ConversationKind, EventBus, MemberKind, Subject};
 use palaver_proto::conversation::v1 as conv;
 use palaver_proto::events::v1 as ev;
 use palaver_proto::identity::v1 as pb;
 use prost::Message as _;
 
 use crate::http::model::PermissionStatus;
-use crate::subjects::{self, ConversationSubject};
 
 /// Publishes the gateway's own events.
 pub struct Publisher {
@@ -46,9 +45,9 @@ impl Publisher {
             })),
             ..ev::ConversationStateEvent::default()
         };
-        let subject = subjects::conversation(app_id, conversation, ConversationSubject::Typing);
+        let subject = Subject::conversation(app_id, conversation, ConversationKind::Typing);
         self.bus
-            .publish(&subject, Bytes::from(event.encode_to_vec()))
+            .publish(&subject.to_string(), Bytes::from(event.encode_to_vec()))
             .await
     }
 
@@ -81,10 +80,14 @@ impl Publisher {
             expires_at: permission.expires_at,
             reason: reason.to_owned(),
         };
-        let subject = subjects::permission(&member.app_id, &member.member_id);
+        let subject = Subject::member(&member.app_id, &member.member_id, MemberKind::Permission);
         if let Err(error) = self
             .bus
-            .publish_durable(&subject, &event_id, event.encode_to_vec().into())
+            .publish_durable(
+                &subject.to_string(),
+                &event_id,
+                event.encode_to_vec().into(),
+            )
             .await
         {
             unpublished(&member.app_id, &member.external_id, &error);

@@ -22,6 +22,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use opentelemetry_proto::tonic::common::v1::any_value;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+use palaver_kit::bus::{ConversationKind, Subject};
 use serde_json::json;
 
 use helpers::{SITE, Ws};
@@ -169,7 +170,7 @@ async fn a_message_is_one_trace_from_the_visitors_socket_to_the_operators() {
     let heard = operator.until("message", |f| f["client_id"] == "v1").await;
     assert_eq!(heard["text"], "Hello?");
 
-    let subject = format!("{}.conv.{id}.msg", app.app_id);
+    let subject = Subject::conversation(&app.app_id, &id, ConversationKind::Msg).to_string();
     let spans = palaver_kit::testing::eventually("a complete trace of the message", || async {
         telemetry.force_flush().unwrap();
         let spans = collector.spans();

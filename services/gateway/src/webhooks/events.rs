@@ -15,7 +15,7 @@
 //! own ids; the member's `external_id` (and a message's endpoint and member) are looked
 //! up when the webhook is sent, and are null once the member or conversation is erased.
 
-use palaver_kit::bus::Event;
+use palaver_kit::bus::{ConversationKind, Event, MemberKind, Subject};
 use palaver_kit::{Error, ErrorCode};
 use palaver_proto::conversation::v1 as conv;
 use palaver_proto::events::v1 as ev;
@@ -34,7 +34,6 @@ use utoipa::openapi::{
 use super::WebhookContext;
 use crate::clients::call;
 use crate::http::model::{non_empty, sender_name, timestamp};
-use crate::subjects::{self, ConversationSubject, Topic};
 
 /// The webhook events an app may subscribe to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -256,9 +255,10 @@ pub fn decode(event: &Event) -> Result<Option<WebhookEvent>, DecodeError> {
         subject: event.subject.clone(),
         reason,
     };
-    let Some((app_id, topic)) = subjects::topic(&event.subject) else {
+    let Ok(subject) = event.subject.parse::<Subject>() else {
         return Ok(None);
     };
+    let app_id = subject.app();
     let made = |event_id: String, at, kind, source| {
         Some(WebhookEvent {
             app_id: app_id.to_owned(),
@@ -269,8 +269,11 @@ pub fn decode(event: &Event) -> Result<Option<WebhookEvent>, DecodeError> {
         })
     };
     let payload = &event.payload[..];
-    Ok(match topic {
-        Topic::Conversation(ConversationSubject::Messages) => {
+    Ok(match subject {
+        Subject::Conversation {
+            kind: ConversationKind::Msg,
+            ..
+        } => {
             let message = ev::MessageEvent::decode(payload).map_err(|e| invalid(e.to_string()))?;
             match message.kind {
                 Some(ev::message_event::Kind::Created(created)) => made(
@@ -282,7 +285,10 @@ pub fn decode(event: &Event) -> Result<Option<WebhookEvent>, DecodeError> {
                 _ => None,
             }
         }
-        Topic::Conversation(ConversationSubject::State) => {
+        Subject::Conversation {
+            kind: ConversationKind::State,
+            ..
+        } => {
             let state =
                 ev::ConversationStateEvent::decode(payload).map_err(|e| invalid(e.to_string()))?;
             match state.kind {
@@ -295,7 +301,10 @@ pub fn decode(event: &Event) -> Result<Option<WebhookEvent>, DecodeError> {
                 _ => None,
             }
         }
-        Topic::Inbox => {
+        Subject::Member {
+            kind: MemberKind::Inbox,
+            ..
+        } => {
             let inbox = ev::InboxEvent::decode(payload).map_err(|e| invalid(e.to_string()))?;
             match inbox.kind {
                 Some(ev::inbox_event::Kind::ConversationStarted(started)) => made(
@@ -313,7 +322,10 @@ pub fn decode(event: &Event) -> Result<Option<WebhookEvent>, DecodeError> {
                 None => None,
             }
         }
-        Topic::Permission => {
+        Subject::Member {
+            kind: MemberKind::Permission,
+            ..
+        } => {
             let changed =
                 ev::PermissionChanged::decode(payload).map_err(|e| invalid(e.to_string()))?;
             made(
@@ -323,7 +335,11 @@ pub fn decode(event: &Event) -> Result<Option<WebhookEvent>, DecodeError> {
                 Source::Permission(changed),
             )
         }
-        Topic::Presence | Topic::Conversation(ConversationSubject::Typing) => None,
+        Subject::Presence { .. }
+        | Subject::Conversation {
+            kind: ConversationKind::Typing,
+            ..
+        } => None,
     })
 }
 

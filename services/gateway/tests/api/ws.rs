@@ -8,6 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use palaver_kit::bus::{ConversationKind, Subject};
 use palaver_proto::conversation::v1 as conv;
 use palaver_proto::events::v1 as events;
 use prost::Message as _;
@@ -621,7 +622,7 @@ async fn a_consumer_that_falls_behind_is_told_and_closed() {
         ..events::ConversationStateEvent::default()
     }
     .encode_to_vec();
-    let subject = format!("{}.conv.{id}.typing", app.app_id);
+    let subject = Subject::conversation(&app.app_id, &id, ConversationKind::Typing).to_string();
     while t.metric("palaver_gateway_ws_slow_consumers_total").await < 1.0 {
         for _ in 0..2000 {
             t.bus

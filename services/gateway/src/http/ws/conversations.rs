@@ -3,6 +3,7 @@
 //! watches a conversation's subjects once it may see it; each message reaches it once,
 //! live or resumed.
 
+use palaver_kit::bus::{ConversationKind, Subject};
 use palaver_kit::{Error, ErrorCode};
 use palaver_proto::conversation::v1 as conv;
 
@@ -11,7 +12,6 @@ use super::session::{Session, Step};
 use super::writer::{Closed, Closing};
 use crate::clients::call;
 use crate::http::model::{sender_name, state_name, timestamp};
-use crate::subjects::{self, ConversationSubject};
 
 /// Messages per `ListMessages` page while resuming.
 const RESUME_PAGE: u32 = 200;
@@ -75,8 +75,8 @@ impl Session {
         if self.conversations.contains(id) {
             return Ok(());
         }
-        for subject in ConversationSubject::ALL {
-            self.watch(subjects::conversation(self.app(), id, subject))
+        for kind in ConversationKind::ALL {
+            self.watch(Subject::conversation(self.app(), id, kind))
                 .await?;
         }
         self.conversations.insert(id.to_owned());

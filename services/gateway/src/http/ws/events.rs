@@ -4,7 +4,7 @@
 //! the span that published it, so a message is one trace from sender to receiver.
 
 use opentelemetry::trace::TraceContextExt as _;
-use palaver_kit::bus::Event;
+use palaver_kit::bus::{ConversationKind, Event, MemberKind, Subject};
 use palaver_proto::conversation::v1 as conv;
 use palaver_proto::events::v1 as events;
 use prost::Message as _;
@@ -16,7 +16,6 @@ use super::hello::SocketKind;
 use super::session::{Session, Step};
 use super::writer::{Closed, Closing};
 use crate::http::model::sender_name;
-use crate::subjects::{self, ConversationSubject, Topic};
 
 impl Session {
     /// Turns a bus event into frames. Events that cannot be read are skipped.
@@ -27,11 +26,14 @@ impl Session {
 
     async fn route(&mut self, event: &Event) -> Step {
         let payload = &event.payload[..];
-        let Some((_, topic)) = subjects::topic(&event.subject) else {
+        let Ok(subject) = event.subject.parse::<Subject>() else {
             return Step::Continue;
         };
-        match topic {
-            Topic::Inbox => {
+        match subject {
+            Subject::Member {
+                kind: MemberKind::Inbox,
+                ..
+            } => {
                 let Ok(inbox) = events::InboxEvent::decode(payload) else {
                     return Step::Continue;
                 };
@@ -42,7 +44,10 @@ impl Session {
                     _ => Step::Continue,
                 }
             }
-            Topic::Conversation(ConversationSubject::Messages) => {
+            Subject::Conversation {
+                kind: ConversationKind::Msg,
+                ..
+            } => {
                 let Ok(message) = events::MessageEvent::decode(payload) else {
                     return Step::Continue;
                 };
@@ -51,13 +56,16 @@ impl Session {
                     _ => Step::Continue,
                 }
             }
-            Topic::Conversation(ConversationSubject::State | ConversationSubject::Typing) => {
+            Subject::Conversation {
+                kind: ConversationKind::State | ConversationKind::Typing,
+                ..
+            } => {
                 let Ok(state) = events::ConversationStateEvent::decode(payload) else {
                     return Step::Continue;
                 };
                 self.on_state(state).await.into()
             }
-            Topic::Presence => {
+            Subject::Presence { .. } => {
                 let Ok(changed) = events::PresenceChanged::decode(payload) else {
                     return Step::Continue;
                 };
@@ -66,7 +74,10 @@ impl Session {
                     None => Step::Continue,
                 }
             }
-            Topic::Permission => Step::Continue,
+            Subject::Member {
+                kind: MemberKind::Permission,
+                ..
+            } => Step::Continue,
         }
     }
 

@@ -3,6 +3,7 @@
 //! endpoints of its app and hears each change as a `presence` frame, in the language
 //! of its hello.
 
+use palaver_kit::bus::Subject;
 use palaver_kit::{Error, ErrorCode};
 use palaver_proto::identity::v1 as idpb;
 use palaver_proto::presence::v1 as presence;
@@ -13,7 +14,6 @@ use super::writer::{Closed, Closing};
 use crate::clients::call;
 use crate::domain::status::{Status, StatusText};
 use crate::http::model::status_of;
-use crate::subjects;
 
 /// The most endpoints one `presence.watch` may name.
 const MAX_WATCHED_ENDPOINTS: usize = 100;
@@ -94,7 +94,7 @@ impl Session {
             return Step::Continue;
         }
         for endpoint in &open {
-            let subject = subjects::presence(self.app(), &endpoint.member_id);
+            let subject = Subject::presence(self.app(), &endpoint.member_id);
             if let Err(error) = self.watch(subject).await {
                 return Step::Reply(error);
             }

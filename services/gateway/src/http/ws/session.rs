@@ -11,7 +11,7 @@ use axum::extract::ws::{Message, WebSocket};
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::SplitStream;
-use palaver_kit::bus::Event;
+use palaver_kit::bus::{Event, MemberKind, Subject};
 use palaver_kit::{Error, ErrorCode};
 use palaver_proto::conversation::v1 as conv;
 use palaver_proto::presence::v1 as presence;
@@ -30,7 +30,6 @@ use crate::http::extract::visitor_caller;
 use crate::realtime::fanout::{Outbox, SocketId};
 use crate::realtime::sockets::OpenSocket;
 use crate::state::AppState;
-use crate::subjects;
 
 /// What the session's loop does next, after a client frame, a bus event or a timer.
 pub enum Step {
@@ -182,7 +181,8 @@ impl Session {
     async fn start(&mut self, you: You) -> Result<(), Error> {
         if self.is_operator() {
             let member = self.subject().to_owned();
-            self.watch(subjects::inbox(self.app(), &member)).await?;
+            self.watch(Subject::member(self.app(), &member, MemberKind::Inbox))
+                .await?;
             let device = presence::Device {
                 app_id: self.app().to_owned(),
                 member_id: member,
@@ -358,7 +358,8 @@ impl Session {
     }
 
     /// Makes the bus events of `subject` reach this socket.
-    pub(super) async fn watch(&mut self, subject: String) -> Result<(), Error> {
+    pub(super) async fn watch(&mut self, subject: Subject) -> Result<(), Error> {
+        let subject = subject.to_string();
         if self.subjects.contains(&subject) {
             return Ok(());
         }
