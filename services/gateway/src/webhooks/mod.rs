@@ -34,6 +34,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
 use palaver_kit::bus::{Delivery, DurableConsumer, EventBus, Journal, Settlement};
+use palaver_kit::error::error_chain;
 use palaver_kit::shutdown::Shutdown;
 use palaver_kit::{Error, ErrorCode};
 use palaver_proto::identity::v1 as pb;
@@ -226,18 +227,6 @@ impl WebhookWorker {
         }
         while in_flight.join_next().await.is_some() {}
     }
-}
-
-/// An error with its causes, for logs.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// What one attempt came to.
