@@ -1,16 +1,16 @@
 //! The services behind the gateway as it calls them: balanced, traced gRPC channels
-//! (kit's [`balanced_channel`]) to identity, presence and conversation, a deadline on
-//! every call, errors read back into kit's codes, and the readiness checks of `/readyz`.
+//! (kit's [`balanced_channel`], whose deadline bounds every call) to identity, presence
+//! and conversation, errors read back into kit's codes, and the readiness checks of
+//! `/readyz`.
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
+use palaver_kit::Error;
 use palaver_kit::admin::ReadinessCheck;
 use palaver_kit::bus::EventBus;
 use palaver_kit::grpc::{ChannelError, GrpcChannel, balanced_channel};
-use palaver_kit::{Error, ErrorCode};
 use palaver_proto::identity::v1 as pb;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -34,27 +34,20 @@ pub struct Clients {
     pub conversation: ConversationClient,
 }
 
-/// How long one call to another service may take, waiting for an address included.
-const CALL_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// A channel balanced over every address `url` resolves to, for a service's client and
 /// its health check.
 pub fn connect(url: &str) -> Result<GrpcChannel, ChannelError> {
     balanced_channel(url)
 }
 
-/// Awaits a call with a deadline and reads a failure back into its stable code.
+/// Awaits a call and reads a failure back into its stable code; a call past the
+/// channel's deadline fails as `CANCELLED`, which reads back as `unavailable`.
 pub async fn call<T>(
     rpc: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
 ) -> Result<T, Error> {
-    match tokio::time::timeout(CALL_TIMEOUT, rpc).await {
-        Ok(Ok(response)) => Ok(response.into_inner()),
-        Ok(Err(status)) => Err(Error::from_status(&status)),
-        Err(_) => Err(Error::new(
-            ErrorCode::Unavailable,
-            "a Palaver service did not answer in time",
-        )),
-    }
+    rpc.await
+        .map(tonic::Response::into_inner)
+        .map_err(|status| Error::from_status(&status))
 }
 
 /// Ready when a service's gRPC health check answers `SERVING`.
