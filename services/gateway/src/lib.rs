@@ -170,12 +170,12 @@ impl GatewayConfig {
             public_url: Some(public_url(env)?),
             trusted_proxies: env.parse_or("PALAVER_TRUSTED_PROXIES", TrustedProxies::none())?,
             max_body_bytes: env.parse_or("PALAVER_MAX_BODY_BYTES", 64 * 1024)?,
-            ws_send_queue: ws_send_queue(env)?,
-            ws_ping_every: every_or(env, "PALAVER_WS_PING_SECONDS", DEFAULT_WS_PING_EVERY)?,
-            heartbeat_every: every_or(
-                env,
+            ws_send_queue: env.positive_or("PALAVER_WS_SEND_QUEUE", DEFAULT_WS_SEND_QUEUE)?,
+            ws_ping_every: env
+                .positive_seconds_or("PALAVER_WS_PING_SECONDS", DEFAULT_WS_PING_EVERY.as_secs())?,
+            heartbeat_every: env.positive_seconds_or(
                 "PALAVER_WS_HEARTBEAT_SECONDS",
-                DEFAULT_HEARTBEAT_EVERY,
+                DEFAULT_HEARTBEAT_EVERY.as_secs(),
             )?,
             webhooks: webhook_config(env)?,
             limits: Limits {
@@ -226,50 +226,14 @@ impl GatewayConfig {
 fn webhook_config(env: &Env) -> Result<WebhookConfig, ConfigError> {
     let defaults = WebhookConfig::default();
     let retry = env.parse_or("PALAVER_WEBHOOK_RETRY_SECONDS", defaults.retry)?;
-    let timeout = env.seconds_or(
-        "PALAVER_WEBHOOK_TIMEOUT_SECONDS",
-        defaults.timeout.as_secs(),
-    )?;
-    let concurrency: usize = env.parse_or("PALAVER_WEBHOOK_CONCURRENCY", defaults.concurrency)?;
-    for (var, zero) in [
-        ("PALAVER_WEBHOOK_TIMEOUT_SECONDS", timeout.is_zero()),
-        ("PALAVER_WEBHOOK_CONCURRENCY", concurrency == 0),
-    ] {
-        if zero {
-            return Err(ConfigError {
-                var: var.to_owned(),
-                message: "must be at least 1".to_owned(),
-            });
-        }
-    }
     Ok(WebhookConfig {
         retry,
-        timeout,
-        concurrency,
+        timeout: env.positive_seconds_or(
+            "PALAVER_WEBHOOK_TIMEOUT_SECONDS",
+            defaults.timeout.as_secs(),
+        )?,
+        concurrency: env.positive_or("PALAVER_WEBHOOK_CONCURRENCY", defaults.concurrency)?,
     })
-}
-
-fn ws_send_queue(env: &Env) -> Result<usize, ConfigError> {
-    let queue: usize = env.parse_or("PALAVER_WS_SEND_QUEUE", DEFAULT_WS_SEND_QUEUE)?;
-    if queue == 0 {
-        return Err(ConfigError {
-            var: "PALAVER_WS_SEND_QUEUE".to_owned(),
-            message: "must be at least 1".to_owned(),
-        });
-    }
-    Ok(queue)
-}
-
-/// A period in whole seconds, at least one.
-fn every_or(env: &Env, var: &str, default: Duration) -> Result<Duration, ConfigError> {
-    let every = env.seconds_or(var, default.as_secs())?;
-    if every.is_zero() {
-        return Err(ConfigError {
-            var: var.to_owned(),
-            message: "must be at least 1".to_owned(),
-        });
-    }
-    Ok(every)
 }
 
 /// Where the services behind the gateway listen, `http://host:port` each.
