@@ -2,16 +2,21 @@
 //! member of problem+json bodies and WebSocket `error` frames), an HTTP status and a gRPC
 //! code. Errors cross gRPC as a `Status` whose details carry the code (an `ErrorInfo`
 //! with domain `palaver`) and any field violations, so the gateway turns them back into
-//! the same code.
+//! the same code. Over HTTP an error is an RFC 9457 problem document
+//! (`application/problem+json`), opaque for 5xx, with `WWW-Authenticate` on a 401.
 
 use axum::response::{IntoResponse, Response};
-use http::StatusCode;
+use http::header::{CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::{HeaderValue, StatusCode};
 use serde::Serialize;
 use tonic::Code;
 use tonic_types::{ErrorDetails, StatusExt};
 
 /// The domain of the `ErrorInfo` detail that carries a code over gRPC.
 const DOMAIN: &str = "palaver";
+
+/// The media type of every error body.
+pub const PROBLEM_JSON: &str = "application/problem+json";
 
 macro_rules! error_codes {
     ($($variant:ident => $name:literal, $http:ident, $grpc:ident, $title:literal;)*) => {
@@ -68,6 +73,8 @@ error_codes! {
     ConsentUnavailable => "consent_unavailable", CONFLICT, FailedPrecondition, "The app cannot ask for consent";
     ConsentExpired => "consent_expired", GONE, FailedPrecondition, "The consent request has expired";
     FailedPrecondition => "failed_precondition", CONFLICT, FailedPrecondition, "The request cannot be carried out in the current state";
+    MethodNotAllowed => "method_not_allowed", METHOD_NOT_ALLOWED, Unimplemented, "The method is not allowed here";
+    UnsupportedMediaType => "unsupported_media_type", UNSUPPORTED_MEDIA_TYPE, InvalidArgument, "The content type is not supported";
     PayloadTooLarge => "payload_too_large", PAYLOAD_TOO_LARGE, InvalidArgument, "The request is too large";
     RateLimited => "rate_limited", TOO_MANY_REQUESTS, ResourceExhausted, "Too many requests";
     SlowConsumer => "slow_consumer", TOO_MANY_REQUESTS, ResourceExhausted, "The client fell behind";
@@ -180,13 +187,25 @@ impl Error {
         }
     }
 
-    /// The RFC 9457 problem document for this error.
+    /// The RFC 9457 problem document for this error, its detail made opaque for 5xx
+    /// (and the real one logged).
     pub fn problem(&self) -> Problem {
+        let status = self.code.http_status();
+        let detail = if status.is_server_error() {
+            tracing::warn!(code = %self.code, detail = %self.message, "answering with a server error");
+            match status {
+                StatusCode::SERVICE_UNAVAILABLE => "the service is unavailable; try again later",
+                _ => "internal error",
+            }
+            .to_owned()
+        } else {
+            self.message.clone()
+        };
         Problem {
             kind: "about:blank",
             title: self.code.title(),
-            status: self.code.http_status().as_u16(),
-            detail: self.message.clone(),
+            status: status.as_u16(),
+            detail,
             code: self.code.as_str(),
             errors: self.violations.clone(),
         }
@@ -248,12 +267,14 @@ impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let status = self.code.http_status();
         let body = serde_json::to_vec(&self.problem()).unwrap_or_default();
-        (
-            status,
-            [(http::header::CONTENT_TYPE, "application/problem+json")],
-            body,
-        )
-            .into_response()
+        let mut response = (status, [(CONTENT_TYPE, PROBLEM_JSON)], body).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"palaver\""),
+            );
+        }
+        response
     }
 }
 
@@ -301,5 +322,32 @@ mod tests {
         assert_eq!(problem["code"], "invalid_argument");
         assert_eq!(problem["status"], 400);
         assert_eq!(problem["errors"][0]["field"], "text");
+    }
+
+    #[test]
+    fn server_errors_are_opaque() {
+        let problem = Error::new(ErrorCode::Unavailable, "identity at 10.0.0.7 refused").problem();
+        assert_eq!(
+            problem.detail,
+            "the service is unavailable; try again later"
+        );
+        assert_eq!(problem.code, "unavailable");
+        let problem = Error::new(ErrorCode::Internal, "the disk is full").problem();
+        assert_eq!(problem.detail, "internal error");
+        assert_eq!(problem.status, 500);
+    }
+
+    #[test]
+    fn a_response_is_problem_json_and_a_401_names_its_scheme() {
+        let response = Error::new(ErrorCode::Unauthenticated, "no token").into_response();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(response.headers()[CONTENT_TYPE], PROBLEM_JSON);
+        assert_eq!(
+            response.headers()[WWW_AUTHENTICATE],
+            "Bearer realm=\"palaver\""
+        );
+        let response = Error::not_found("no such app").into_response();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+        assert!(!response.headers().contains_key(WWW_AUTHENTICATE));
     }
 }
