@@ -1,33 +1,24 @@
-//! Every error the gateway answers is an RFC 9457 problem document
-//! (`application/problem+json`) with a stable `code`: kit's codes, whether the error
-//! came from the gateway or back from another service over gRPC, plus two HTTP-only
-//! ones kit's table does not have yet (`method_not_allowed`, `unsupported_media_type`).
-//!
-//! 5xx answers are opaque: the cause is logged, the client learns only that it failed.
-//! A 429 carries `Retry-After`; a 401 carries `WWW-Authenticate`.
+//! Every error the gateway answers is kit's RFC 9457 problem document
+//! (`application/problem+json`) with a stable `code` from kit's table, whether the
+//! error came from the gateway or back from another service over gRPC: opaque for 5xx,
+//! with `WWW-Authenticate` on a 401. What the gateway adds is `Retry-After` on a 429,
+//! and the problem's schema in the OpenAPI document.
 
 use axum::extract::OriginalUri;
 use axum::response::{IntoResponse, Response};
-use http::header::{CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::header::RETRY_AFTER;
 use http::{HeaderValue, Method, StatusCode};
-use palaver_kit::error::{FieldViolation, Problem};
+use palaver_kit::error::Problem;
 use palaver_kit::{Error, ErrorCode};
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::domain::rate_limit::RateLimited;
 
-/// The media type of every error body.
-pub const PROBLEM_JSON: &str = "application/problem+json";
-
-/// An error response: status, stable code and what the client may be told.
+/// An error response: kit's error, and when to try again after a rate limit.
 #[derive(Debug, Clone)]
 pub struct ApiError {
-    status: StatusCode,
-    code: &'static str,
-    title: &'static str,
-    detail: String,
-    violations: Vec<FieldViolation>,
+    error: Error,
     retry_after: Option<u64>,
 }
 
@@ -37,11 +28,7 @@ pub type ApiResult<T> = Result<T, ApiError>;
 impl From<Error> for ApiError {
     fn from(error: Error) -> Self {
         ApiError {
-            status: error.code.http_status(),
-            code: error.code.as_str(),
-            title: error.code.title(),
-            detail: error.message,
-            violations: error.violations,
+            error,
             retry_after: None,
         }
     }
@@ -51,12 +38,11 @@ impl From<RateLimited> for ApiError {
     fn from(limited: RateLimited) -> Self {
         let seconds = limited.retry_after_seconds();
         ApiError {
-            retry_after: Some(seconds),
-            ..Error::new(
+            error: Error::new(
                 ErrorCode::RateLimited,
                 format!("too many requests; try again in {seconds} s"),
-            )
-            .into()
+            ),
+            retry_after: Some(seconds),
         }
     }
 }
@@ -64,67 +50,41 @@ impl From<RateLimited> for ApiError {
 impl ApiError {
     /// A body whose `Content-Type` the endpoint does not read.
     pub fn unsupported_media_type(expected: &str) -> Self {
-        ApiError {
-            status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            code: "unsupported_media_type",
-            title: "The content type is not supported",
-            detail: format!("send the body as {expected}"),
-            violations: Vec::new(),
-            retry_after: None,
-        }
+        Error::new(
+            ErrorCode::UnsupportedMediaType,
+            format!("send the body as {expected}"),
+        )
+        .into()
     }
 
     /// The stable code, as the body's `code` member carries it.
     pub fn code(&self) -> &'static str {
-        self.code
+        self.error.code.as_str()
     }
 
     /// What the client is told.
     pub fn detail(&self) -> &str {
-        &self.detail
+        &self.error.message
     }
 
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
-        self.status
+        self.error.code.http_status()
     }
 
     /// The problem document, its detail made opaque for 5xx (and the real one logged).
     pub fn problem(&self) -> Problem {
-        let detail = if self.status.is_server_error() {
-            tracing::warn!(code = self.code, detail = %self.detail, "answering with a server error");
-            match self.status {
-                StatusCode::SERVICE_UNAVAILABLE => "the service is unavailable; try again later",
-                _ => "internal error",
-            }
-            .to_owned()
-        } else {
-            self.detail.clone()
-        };
-        Problem {
-            kind: "about:blank",
-            title: self.title,
-            status: self.status.as_u16(),
-            detail,
-            code: self.code,
-            errors: self.violations.clone(),
-        }
+        self.error.problem()
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::to_vec(&self.problem()).unwrap_or_default();
-        let mut response = (self.status, [(CONTENT_TYPE, PROBLEM_JSON)], body).into_response();
-        let headers = response.headers_mut();
+        let mut response = self.error.into_response();
         if let Some(seconds) = self.retry_after {
-            headers.insert(RETRY_AFTER, HeaderValue::from(seconds));
-        }
-        if self.status == StatusCode::UNAUTHORIZED {
-            headers.insert(
-                WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"palaver\""),
-            );
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }
@@ -166,13 +126,9 @@ pub async fn no_route(method: Method, OriginalUri(uri): OriginalUri) -> ApiError
 
 /// The answer for a method a path does not take (axum adds `Allow`).
 pub async fn method_not_allowed(method: Method, OriginalUri(uri): OriginalUri) -> Response {
-    let error = ApiError {
-        status: StatusCode::METHOD_NOT_ALLOWED,
-        code: "method_not_allowed",
-        title: "The method is not allowed here",
-        detail: format!("{method} is not allowed on {}", uri.path()),
-        violations: Vec::new(),
-        retry_after: None,
-    };
-    error.into_response()
+    Error::new(
+        ErrorCode::MethodNotAllowed,
+        format!("{method} is not allowed on {}", uri.path()),
+    )
+    .into_response()
 }

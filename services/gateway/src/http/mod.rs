@@ -42,6 +42,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Extension};
 use axum::middleware::{from_fn, from_fn_with_state};
+use palaver_kit::error::PROBLEM_JSON;
 use tower::ServiceBuilder;
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
@@ -50,7 +51,7 @@ use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder, ServerBuilder};
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::http::discovery::OpenApiDocument;
-use crate::http::error::{PROBLEM_JSON, ProblemSchema};
+use crate::http::error::ProblemSchema;
 use crate::state::AppState;
 
 /// The document's own parts; the routes add their paths and schemas.
