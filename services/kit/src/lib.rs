@@ -17,7 +17,6 @@
 //! - [`random`]: random ids and secret strings.
 //! - [`grpc`]: gRPC servers (health, tracing) and client channels that balance over
 //!   every address a name resolves to, with a deadline on every call.
-//! - [`webhook`]: Standard Webhooks signatures, made and checked.
 //! - [`testing`] (feature `testing`): fresh PostgreSQL databases and NATS prefixes for
 //!   tests, starting local servers when none is reachable.
 //!
@@ -46,6 +45,5 @@ pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod tokens;
-pub mod webhook;
 
 pub use error::{Error, ErrorCode};

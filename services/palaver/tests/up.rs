@@ -690,7 +690,7 @@ async fn the_webhook_receiver_keeps_only_signed_deliveries() {
             .body(body.clone())
             .send()
     };
-    let forged = palaver_kit::webhook::sign(
+    let forged = palaver_gateway::webhooks::signature::sign(
         "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
         "msg_forged",
         now,
@@ -704,7 +704,9 @@ async fn the_webhook_receiver_keeps_only_signed_deliveries() {
     let list = Browser::new().get(&format!("{}webhooks", up.demo)).await;
     assert!(list.body.contains("id=\"no-webhooks\""), "{}", list.body);
 
-    let signed = palaver_kit::webhook::sign(secret, "msg_good", now, body.as_bytes()).unwrap();
+    let signed =
+        palaver_gateway::webhooks::signature::sign(secret, "msg_good", now, body.as_bytes())
+            .unwrap();
     for _ in 0..2 {
         let delivered = deliver("msg_good", signed.clone()).await.unwrap();
         assert_eq!(delivered.status(), StatusCode::NO_CONTENT);

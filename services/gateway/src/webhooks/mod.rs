@@ -28,6 +28,7 @@
 pub mod attempts;
 pub mod events;
 pub mod schedule;
+pub mod signature;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -355,11 +356,10 @@ impl Sender {
         let sent_at = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |since| since.as_secs() as i64);
-        let signature =
-            match palaver_kit::webhook::sign(&webhook.secret, &event.event_id, sent_at, &body) {
-                Ok(signature) => signature,
-                Err(error) => return failed(format!("the webhook secret is unusable: {error}")),
-            };
+        let signature = match signature::sign(&webhook.secret, &event.event_id, sent_at, &body) {
+            Ok(signature) => signature,
+            Err(error) => return failed(format!("the webhook secret is unusable: {error}")),
+        };
         let response = self
             .http
             .post(&webhook.url)

@@ -53,7 +53,7 @@ impl Received {
             .duration_since(UNIX_EPOCH)
             .unwrap()
             .as_secs() as i64;
-        palaver_kit::webhook::verify(
+        palaver_gateway::webhooks::signature::verify(
             secret,
             &self.id,
             &self.timestamp,

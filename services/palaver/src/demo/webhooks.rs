@@ -52,9 +52,14 @@ async fn receive(State(site): State<Arc<Site>>, headers: HeaderMap, body: Bytes)
     if id.is_empty() {
         return (StatusCode::UNAUTHORIZED, "webhook-id is missing\n").into_response();
     }
-    if let Err(error) =
-        palaver_kit::webhook::verify(&secret, &id, &timestamp, &signature, &body, state::now())
-    {
+    if let Err(error) = palaver_gateway::webhooks::signature::verify(
+        &secret,
+        &id,
+        &timestamp,
+        &signature,
+        &body,
+        state::now(),
+    ) {
         tracing::warn!(%error, webhook_id = %id, "refused a webhook delivery");
         return (StatusCode::UNAUTHORIZED, format!("{error}\n")).into_response();
     }
