@@ -91,6 +91,10 @@ impl Database {
 }
 
 /// `$first, …` for `count` parameters: an `IN` list or a row of a multi-row `VALUES`.
+///
+/// Not sqlx's `QueryBuilder`: over the `Any` driver it writes `?` placeholders
+/// (`AnyArguments` keeps `Arguments::format_placeholder`'s default), which PostgreSQL
+/// refuses, while `$n` serves both backends.
 pub fn placeholders(first: usize, count: usize) -> String {
     (first..first + count)
         .map(|i| format!("${i}"))
