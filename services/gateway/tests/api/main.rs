@@ -16,3 +16,5 @@ mod service;
 mod visitors;
 mod webhooks;
 mod ws;
+mod ws_limits;
+mod ws_presence;
