@@ -179,7 +179,7 @@ pub fn query_param(url: &str, name: &str) -> Option<String> {
 /// Runs one async test body against each backend a test crate names, as a module of
 /// one `#[tokio::test]` per backend:
 ///
-/// ```ignore
+/// ```text
 /// palaver_kit::on_each_backend!(a_test, [postgres: Postgres, sqlite: Sqlite], |t| async move { … });
 /// ```
 ///
