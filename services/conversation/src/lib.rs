@@ -252,13 +252,12 @@ impl ConversationService {
             shutdown.clone(),
         ));
         let (writer, writer_stop, last_relay) = (self.writer, self.writer_stop, self.relay);
-        let stop = shutdown.clone();
         self.listeners
-            .run(
+            .run_grpc(
                 "conversation service",
                 shutdown,
-                |listener| palaver_kit::grpc::serve(listener, routes, &[SERVICE_NAME], stop),
-                std::future::ready(()),
+                routes,
+                &[SERVICE_NAME],
                 async move {
                     writer_stop.trigger();
                     let _ = writer.await;

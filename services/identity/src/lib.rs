@@ -143,13 +143,12 @@ impl IdentityService {
             self.identity.clone(),
             shutdown.clone(),
         ));
-        let stop = shutdown.clone();
         self.listeners
-            .run(
+            .run_grpc(
                 "identity service",
                 shutdown,
-                |listener| palaver_kit::grpc::serve(listener, routes, &[SERVICE_NAME], stop),
-                std::future::ready(()),
+                routes,
+                &[SERVICE_NAME],
                 async {
                     let _ = rotation.await;
                 },

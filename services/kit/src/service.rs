@@ -203,4 +203,25 @@ impl Listeners {
         server.context("server task")?.context("server")?;
         admin.context("admin server task")?.context("admin server")
     }
+
+    /// [`Listeners::run`] for a gRPC service: serves `routes` (with the standard health
+    /// service reporting `health_names`), and nothing to close before the server drains.
+    pub async fn run_grpc<W: Future<Output = ()>>(
+        self,
+        name: &str,
+        shutdown: Shutdown,
+        routes: tonic::service::Routes,
+        health_names: &'static [&'static str],
+        wind_down: W,
+    ) -> anyhow::Result<()> {
+        let stop = shutdown.clone();
+        self.run(
+            name,
+            shutdown,
+            |listener| crate::grpc::serve(listener, routes, health_names, stop),
+            std::future::ready(()),
+            wind_down,
+        )
+        .await
+    }
 }

@@ -259,20 +259,13 @@ impl PresenceService {
             self.watch_streams,
         ));
         let settle = tokio::spawn(domain::settle::run(self.presence.clone(), shutdown.clone()));
-        let stop = shutdown.clone();
         let name = format!("presence service (replica {})", self.presence.replica());
         self.listeners
-            .run(
-                &name,
-                shutdown,
-                |listener| palaver_kit::grpc::serve(listener, routes, &[SERVICE_NAME], stop),
-                std::future::ready(()),
-                async {
-                    if let Err(error) = settle.await {
-                        tracing::warn!(%error, "the settle task failed");
-                    }
-                },
-            )
+            .run_grpc(&name, shutdown, routes, &[SERVICE_NAME], async {
+                if let Err(error) = settle.await {
+                    tracing::warn!(%error, "the settle task failed");
+                }
+            })
             .await
     }
 }

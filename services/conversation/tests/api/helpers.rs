@@ -185,7 +185,6 @@ impl TestConversation {
     /// A new app; `open_conversations_per_visitor` 0 keeps the deployment's default.
     pub async fn app(&self, retention_days: u32, open_conversations_per_visitor: u32) -> String {
         let app = self.identity.create_app(id::CreateAppRequest {
-            logo_url: String::new(),
             retention_days,
             limits: Some(id::Limits {
                 open_conversations_per_visitor,

@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
-use palaver_identity::testing::{TestIdentity, example_app};
-use palaver_kit::bus::{EventBus, LocalBus, NatsBus, Subscription};
+use palaver_identity::testing::TestIdentity;
+use palaver_kit::bus::{EventBus, LocalBus, NatsBus, Subject, Subscription};
 use palaver_kit::grpc::{GrpcChannel, balanced_channel};
 use palaver_kit::shutdown::Shutdown;
 use palaver_kit::testing;
@@ -17,7 +17,6 @@ use palaver_kit::{Error, ErrorCode};
 use palaver_presence::domain::Policy;
 use palaver_presence::store::{KvOptions, KvStore};
 use palaver_presence::{Backends, PresenceConfig, PresenceService};
-use palaver_proto::identity::v1 as idpb;
 use palaver_proto::presence::v1 as pb;
 use tokio::task::JoinHandle;
 
@@ -205,7 +204,7 @@ impl TestPresence {
         let subscription = self
             .bus()
             .await
-            .subscribe(&format!("{app_id}.presence.{member_id}"))
+            .subscribe(&Subject::presence(app_id, member_id).to_string())
             .await
             .expect("subscribe");
         Events(subscription)
@@ -213,11 +212,7 @@ impl TestPresence {
 
     /// A new app.
     pub async fn app(&self) -> String {
-        let app = self.identity.create_app(idpb::CreateAppRequest {
-            logo_url: String::new(),
-            ..example_app()
-        });
-        app.await.app.expect("app").app_id
+        self.identity.app().await.app.expect("app").app_id
     }
 
     /// A new member of the app named `Member <external_id>`; answers their member id.
